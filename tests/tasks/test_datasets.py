@@ -263,7 +263,9 @@ def test_idx_truncated_gzip_stream(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------
 
 
-def write_fake_fashion(root: Path, n_train: int = 6, n_test: int = 4) -> dict:
+def write_fake_fashion(
+    root: Path, n_train: int = 6, n_test: int = 4
+) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(1)
     arrays = {
         "train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
