@@ -25,7 +25,11 @@ import numpy as np
 
 Number = float | Fraction
 
-__all__ = ["ButcherTableau", "hermite_interp_from_midpoint", "order_condition_residuals"]
+__all__ = [
+    "ButcherTableau",
+    "hermite_interp_from_midpoint",
+    "order_condition_residuals",
+]
 
 
 def _f(x: Number) -> float:
@@ -77,7 +81,9 @@ class ButcherTableau:
     def __post_init__(self) -> None:
         s = len(self.c)
         if len(self.a) != s or any(len(row) != i for i, row in enumerate(self.a)):
-            raise ValueError(f"tableau {self.name!r}: a must have rows of length 0..s-1")
+            raise ValueError(
+                f"tableau {self.name!r}: a must have rows of length 0..s-1"
+            )
         if len(self.b) != s:
             raise ValueError(f"tableau {self.name!r}: b must have length {s}")
         if self.b_error is not None and len(self.b_error) != s:
@@ -224,4 +230,3 @@ def order_condition_residuals(tab: ButcherTableau, order: int, weights=None) -> 
 def stage_consistency_residual(tab: ButcherTableau) -> float:
     """Largest ``|sum_j a_ij - c_i|`` over the stages (row-sum condition)."""
     return max(abs(sum(row) - ci) for row, ci in zip(tab.a, tab.c))
-
