@@ -222,9 +222,9 @@ def rooted_trees(order: int) -> tuple[RootedTree, ...]:
     """All rooted trees with exactly ``order`` nodes, in a fixed order.
 
     Built by attaching a leaf to every node of every tree one size smaller
-    (Butcher, Numerical Methods for Ordinary Differential Equations, 3rd ed.,
-    Wiley 2016, Section 30). The counts 1, 1, 2, 4, 9, 20, 48, 115, ... are
-    OEIS A000081.
+    (trees as in J. C. Butcher, Numerical Methods for Ordinary Differential
+    Equations, 3rd ed., Wiley 2016, Chapter 3). The counts 1, 1, 2, 4, 9, 20,
+    48, 115, ... are OEIS A000081.
     """
     if order < 1:
         raise ValueError(f"tree order must be >= 1, got {order}")
@@ -267,7 +267,7 @@ def elementary_weight(
     ``Phi(τ) = e`` and ``Phi([t1, ..., tm]) = prod_k (A Phi(t_k))`` elementwise,
     with ``A e`` written as ``c`` (valid under the row-sum condition, which
     :func:`stage_consistency_residual` checks). Hairer, Norsett and Wanner,
-    Solving ODEs I, 2nd ed., Section II.2, Definition 2.9.
+    Solving ODEs I, 2nd ed., Section II.2.
     """
     memo = {} if _memo is None else _memo
     if tree in memo:
@@ -287,10 +287,12 @@ def order_condition_residuals(
     """Residuals of the Runge-Kutta order conditions for all trees up to ``order``.
 
     A method has order ``p`` iff ``b . Phi(t) = 1 / gamma(t)`` for every rooted
-    tree with ``|t| <= p`` (Butcher 1963; Hairer, Norsett and Wanner, Solving
-    ODEs I, Theorem II.2.13). ``weights`` replaces ``b``, e.g. by an embedded
-    solution's weights. Returns a dict mapping ``"<order>: <tree>"`` to
-    ``b . Phi - 1/gamma``; there are 200 conditions up to order 8.
+    tree with ``|t| <= p`` (J. C. Butcher (1963), "Coefficients for the study of
+    Runge-Kutta integration processes", J. Austral. Math. Soc. 3, 185-201;
+    Hairer, Norsett and Wanner, Solving ODEs I, Section II.2). ``weights``
+    replaces ``b``, e.g. by an embedded solution's weights. Returns a dict
+    mapping ``"<order>: <tree>"`` to ``b . Phi - 1/gamma``; there are 200
+    conditions up to order 8.
     """
     a = tab.matrix()
     c = np.asarray(tab.c, dtype=float)
@@ -355,8 +357,8 @@ def dense_output_residuals(tab: ButcherTableau, order: int) -> dict[str, float]:
 
     The continuous solution ``y0 + dt sum_i b_i(theta) k_i`` has order ``q`` iff
     ``b(theta) . Phi(t) = theta^|t| / gamma(t)`` for all ``theta`` and every tree
-    with ``|t| <= q`` (Hairer, Norsett and Wanner, Solving ODEs I, Section II.6,
-    Theorem 6.1). Both sides are polynomials in ``theta``; the residual of a tree
+    with ``|t| <= q`` (Hairer, Norsett and Wanner, Solving ODEs I, Section II.6).
+    Both sides are polynomials in ``theta``; the residual of a tree
     is the largest coefficient mismatch.
     """
     c, a, interp = continuous_extension(tab)

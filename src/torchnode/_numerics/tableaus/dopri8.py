@@ -5,7 +5,7 @@ Twelve stages plus the FSAL stage ``f(t1, y1)`` (13 in all), order 8, and a
 7/9), evaluated only when an output falls inside the step.
 
 Source: E. Hairer, S. P. Norsett and G. Wanner, Solving Ordinary Differential
-Equations I, 2nd ed., Springer 1993, Section II.10 (the code DOP853, built on
+Equations I, 2nd ed., Springer 1993, Chapter II (the code DOP853, built on
 the RK8(7)13M coefficients of P. J. Prince and J. R. Dormand (1981), "High order
 embedded Runge-Kutta formulae", J. Comput. Appl. Math. 7(1), 67-75, with new
 error estimators and dense output), and the coefficient set of the Fortran code
@@ -321,5 +321,5 @@ DOPRI8 = ButcherTableau.build(
     extra_c=_EXTRA_C,
     extra_a=[_row(_N_MAIN + j, d) for j, d in enumerate(_EXTRA_A_SPARSE)],
     b_error2=[bi - bh for bi, bh in zip(_B, _BHH)],
-    source="Hairer, Norsett & Wanner, Solving ODEs I, II.10 and dop853.f (DOP853)",
+    source="Hairer, Norsett & Wanner, Solving ODEs I (1993), code dop853.f",
 )
