@@ -110,7 +110,7 @@ def solve(
     adjoint_options: dict[str, Any] | None = None,
     adjoint_params: Sequence[torch.Tensor] | None = None,
 ) -> Solution:
-    """Solves ``dy/dt = func(t, y)`` from ``y(t[0]) = y0`` and returns a :class:`Solution`.
+    """Solves ``dy/dt = func(t, y)`` from ``y(t[0]) = y0``; returns a :class:`Solution`.
 
     Args:
         func: the vector field, called as ``func(t, y)`` with ``t`` a 0-dim
