@@ -15,7 +15,7 @@ import torch
 
 from .._errors import SolverError
 from .._numerics.controllers import FACTOR_MAX, FACTOR_MIN, SAFETY, make_controller
-from .._numerics.norms import scaled_error
+from .._numerics.norms import rms_norm, scaled_error
 from .._numerics.rk import RKStepper, StepResult
 from .._numerics.tableau import ButcherTableau
 from .diagnose import STABILITY_LIMIT, describe_non_finite, stiffness_estimate
@@ -93,13 +93,35 @@ class _Adaptive:
         self.stats = Stats()
         self.steps: list[AcceptedStep] = []
         self.grad = torch.is_grad_enabled()
+        y0 = problem.y0
+        self._fast_norm = (
+            problem.norm is rms_norm
+            and not isinstance(problem.rtol, torch.Tensor)
+            and tableau.b_error2 is None
+        )
+        self._complex = y0.is_complex()
+        real = y0.real.dtype if self._complex else y0.dtype
+        self._atol = torch.as_tensor(problem.atol, dtype=real, device=y0.device)
+        self._inv_sqrt_n = 1.0 / math.sqrt(max(y0.numel(), 1))
+        self._abs_cache: tuple = (None, None)
 
     # -- step size -----------------------------------------------------------
 
     def _error_norm(self, y0: torch.Tensor, res: StepResult) -> float:
         p = self.p
+        assert res.y_error is not None  # adaptive tableaus have b_error
         with torch.no_grad():
-            assert res.y_error is not None  # adaptive tableaus have b_error
+            if self._fast_norm:
+                # RMS of y_error / (atol + rtol * max(|y0|, |y1|)) in as few
+                # tensor operations as possible; |y0| is kept from the last step.
+                abs_y1 = res.y1.abs()
+                scale = torch.maximum(self._abs_y0(y0), abs_y1)
+                scale = torch.add(self._atol, scale, alpha=p.rtol)
+                self._abs_cache = (res.y1, abs_y1)
+                ratio = (
+                    res.y_error.abs() / scale if self._complex else res.y_error / scale
+                )
+                return float(torch.linalg.vector_norm(ratio)) * self._inv_sqrt_n
             e = p.norm(scaled_error(y0, res.y1, res.y_error, p.rtol, p.atol))
             if res.y_error2 is not None:
                 # DOP853's estimate (Hairer, Norsett and Wanner I, II.10): the
@@ -108,6 +130,12 @@ class _Adaptive:
                 den = torch.sqrt(e * e + 0.01 * e3 * e3)
                 e = torch.where(den > 0, e * e / den, e * 0)
             return float(e)
+
+    def _abs_y0(self, y0: torch.Tensor) -> torch.Tensor:
+        cached, value = self._abs_cache
+        if cached is y0:
+            return value
+        return y0.abs()
 
     def _initial_step(self, t0: float, t_end: float, y0, f0) -> float:
         """Hairer, Norsett and Wanner I, II.4, "starting step size", clipped to the

@@ -97,7 +97,7 @@ class Field:
         self.grad_inside = False
 
     def time(self, t: float, perturb: int = 0) -> torch.Tensor:
-        tt = torch.full((), t, dtype=self.t_dtype, device=self.device)
+        tt = torch.scalar_tensor(t, dtype=self.t_dtype, device=self.device)
         if perturb:
             # One-sided limit: the next representable time in the given direction.
             tt = torch.nextafter(tt, tt + perturb)

@@ -52,6 +52,19 @@ def _hermite_weights(b: np.ndarray, f1_index: int, n_rows: int) -> np.ndarray:
     return p
 
 
+class _StageBuffer:
+    """A ``[s, N]`` stage buffer with its row views and the transposed prefixes
+    ``k[:i].T`` (``prefix_t[i]``, ``i = 1..s``) made once."""
+
+    __slots__ = ("k", "prefix_t", "rows")
+
+    def __init__(self, k: torch.Tensor) -> None:
+        self.k = k
+        self.rows = [k[i] for i in range(k.shape[0])]
+        k_t = k.T
+        self.prefix_t = [k_t[:, :i] for i in range(k.shape[0] + 1)]
+
+
 class RKStepper:
     """Takes steps of one tableau in one dtype on one device.
 
@@ -92,6 +105,28 @@ class RKStepper:
             self.dense_needs_f1 = not self.fsal
         self._dtype = dtype
         self._device = device
+        self._pairs: dict[tuple, tuple[_StageBuffer, ...]] = {}
+
+    def _buffer(self, y0: torch.Tensor, f0: torch.Tensor) -> _StageBuffer | None:
+        """The persistent stage buffer for this step, or ``None`` under autograd.
+
+        Without autograd two persistent buffers alternate: the step writes the
+        one that does not hold ``f0`` (the previous step's last stage). Their row
+        views and transposed prefixes are made once, which matters at small
+        sizes where each tensor operation costs more than the arithmetic. Under
+        autograd each step gets a fresh buffer, since the graph keeps it.
+        """
+        if torch.is_grad_enabled() and (y0.requires_grad or f0.requires_grad):
+            return None
+        key = (y0.shape[0], y0.dtype, y0.device)
+        pair = self._pairs.get(key)
+        if pair is None:
+            pair = tuple(
+                _StageBuffer(y0.new_empty((self.n_stages, y0.shape[0])))
+                for _ in range(2)
+            )
+            self._pairs = {key: pair}
+        return pair[1] if f0 is pair[0].rows[-1] else pair[0]
 
     def step(
         self,
@@ -101,20 +136,27 @@ class RKStepper:
         y0: torch.Tensor,
         f0: torch.Tensor,
         perturb: bool = False,
+        fresh: bool = False,
     ) -> StepResult:
         """Attempts the step from ``(t0, y0)`` to ``t1``; ``f0 = field(t0, y0)``.
 
         ``t1`` is passed rather than recomputed from ``t0 + dt`` so that a step
         clipped to an end point lands on it to the last bit, and no stage is
-        evaluated outside ``[t0, t1]``.
+        evaluated outside ``[t0, t1]``. ``fresh`` forces a new stage buffer.
         """
         dt = t1 - t0
-        k = y0.new_empty((self.n_stages, y0.shape[0]))
-        k[0] = f0
+        buf = None if fresh else self._buffer(y0, f0)
+        if buf is None:
+            k = y0.new_empty((self.n_stages, y0.shape[0]))
+            k[0] = f0
+        else:
+            k = buf.k
+            buf.rows[0].copy_(f0)
         y1 = None
         last = self.n_stages - 1
         for i, (c, a_row) in enumerate(self._stages, start=1):
-            y_i = torch.addmv(y0, k[:i].T, a_row, alpha=dt)
+            k_i = k[:i].T if buf is None else buf.prefix_t[i]
+            y_i = torch.addmv(y0, k_i, a_row, alpha=dt)
             if c == 1.0:
                 t_i = t1
                 pert = -1 if perturb else 0
@@ -123,15 +165,26 @@ class RKStepper:
                 pert = 0
             if self.fsal and i == last:
                 y1 = y_i
-            k[i] = field(t_i, y_i, pert)
+            k_new = field(t_i, y_i, pert)
+            if buf is None:
+                k[i] = k_new
+            elif k_new.requires_grad:
+                # The field reached a tensor requiring grad only now: redo the
+                # step with a buffer autograd can record.
+                return self.step(field, t0, t1, y0, f0, perturb, fresh=True)
+            else:
+                buf.rows[i].copy_(k_new)
+        k_t = k.T if buf is None else buf.prefix_t[-1]
         if y1 is None:
-            y1 = torch.addmv(y0, k.T, self._b, alpha=dt)
+            y1 = torch.addmv(y0, k_t, self._b, alpha=dt)
         y_error = y_error2 = None
         if self._b_error is not None:
-            y_error = torch.addmv(y0, k.T, self._b_error, beta=0, alpha=dt)
+            y_error = torch.addmv(y0, k_t, self._b_error, beta=0, alpha=dt)
         if self._b_error2 is not None:
-            y_error2 = torch.addmv(y0, k.T, self._b_error2, beta=0, alpha=dt)
-        f1 = k[last] if self.fsal else None
+            y_error2 = torch.addmv(y0, k_t, self._b_error2, beta=0, alpha=dt)
+        f1 = None
+        if self.fsal:
+            f1 = k[last] if buf is None else buf.rows[last]
         return StepResult(y1, f1, y_error, k, y_error2)
 
     def dense_stages(
