@@ -116,7 +116,7 @@ class _Adaptive:
                 # tensor operations as possible; |y0| is kept from the last step.
                 abs_y1 = res.y1.abs()
                 scale = torch.maximum(self._abs_y0(y0), abs_y1)
-                scale = torch.add(self._atol, scale, alpha=p.rtol)
+                scale = torch.add(self._atol, scale, alpha=float(p.rtol))
                 self._abs_cache = (res.y1, abs_y1)
                 ratio = (
                     res.y_error.abs() / scale if self._complex else res.y_error / scale
