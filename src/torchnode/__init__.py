@@ -7,8 +7,8 @@ starts with an underscore is internal.
 from ._api import odeint, odeint_adjoint, solve
 from ._driver.methods import method_names as methods
 from ._driver.solution import Solution, Stats
-from ._events import odeint_event
 from ._errors import SolverError, StiffnessWarning, ToleranceWarning
+from ._events import odeint_event
 from ._numerics.tableau import ButcherTableau
 
 __all__ = [

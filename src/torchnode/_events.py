@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from ._api import GRADIENT_MODES, _prepare, odeint, solve
 from ._driver.methods import MethodSpec, run_problem
 from ._driver.problem import Problem
 from ._errors import SolverError
@@ -273,8 +274,6 @@ def odeint_with_event(
     Raises:
         SolverError: no event within the step budget (``reason='event_search'``).
     """
-    from ._api import GRADIENT_MODES, _prepare, solve
-
     if gradient not in GRADIENT_MODES:
         raise ValueError(
             f"gradient must be one of {', '.join(GRADIENT_MODES)}, but got {gradient!r}"
@@ -410,7 +409,7 @@ def odeint_event(
     *,
     event_fn: Callable,
     reverse_time: bool = False,
-    odeint_interface: Callable | None = None,
+    odeint_interface: Callable = odeint,
     **kwargs,
 ):
     """Solves from ``t0`` until ``event_fn(t, y)`` crosses zero; torchdiffeq's
@@ -433,8 +432,6 @@ def odeint_event(
         differentiable with respect to ``y0``, ``t0``, the parameters of
         ``func`` and those of ``event_fn`` (implicit function theorem).
     """
-    if odeint_interface is None:
-        from ._api import odeint as odeint_interface
     if not isinstance(t0, torch.Tensor):
         raise TypeError(f"t0 must be a tensor, but got {type(t0).__name__}")
     start = t0.reshape(-1)[:1]

@@ -6,7 +6,9 @@ method. ``implicit_adams`` (also ``fixed_adams``) predicts with the
 order-k Adams-Moulton formula, iterated at most ``max_iters`` times
 (P(EC)^m E); each correction raises the predictor's order by one, so the method
 has order k for any ``max_iters >= 1``. Iteration stops early once successive
-corrections agree to rtol/atol.
+corrections agree to rtol/atol (torchdiffeq's rule), so the corrector adds an
+error of the order of the tolerance: keep rtol/atol below the accuracy the grid
+is meant to reach.
 
 Coefficients are the integrals of the Lagrange basis on the actual past nodes
 (Hairer, Norsett and Wanner I, III.5, variable step size), so the methods keep
@@ -25,6 +27,7 @@ reproduce that schedule.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 
 import numpy as np
@@ -129,7 +132,7 @@ def _integrate(
         ys.append(y)
         i_out += 1
     diverged = False
-    for t0, t1 in zip(grid[:-1], grid[1:]):
+    for t0, t1 in itertools.pairwise(grid):
         h = t1 - t0
         f0 = field(t0, y, nudge)
         hist_f.appendleft(f0)
@@ -178,9 +181,7 @@ def _correct(p: Problem, base, y1, hw: float, t1: float, max_iters: int, nudge):
     for _ in range(max_iters):
         y_new = base + hw * p.field(t1, y1, -nudge)
         with torch.no_grad():
-            change = float(
-                p.norm(scaled_error(y1, y_new, y_new - y1, p.rtol, p.atol))
-            )
+            change = float(p.norm(scaled_error(y1, y_new, y_new - y1, p.rtol, p.atol)))
         y1 = y_new
         if first is None:
             first = change
@@ -206,4 +207,3 @@ ADAMS_METHODS = {
     "implicit_adams": integrate_implicit,
     "fixed_adams": integrate_implicit,
 }
-
