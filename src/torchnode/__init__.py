@@ -8,6 +8,7 @@ from ._api import odeint, odeint_adjoint, solve
 from ._driver.methods import method_names as methods
 from ._driver.solution import Solution, Stats
 from ._errors import SolverError, StiffnessWarning, ToleranceWarning
+from ._events import odeint_event
 from ._numerics.tableau import ButcherTableau
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "methods",
     "odeint",
     "odeint_adjoint",
+    "odeint_event",
     "solve",
 ]
 

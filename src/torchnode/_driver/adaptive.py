@@ -224,7 +224,9 @@ class _Adaptive:
             dt = abs(float(self.first_step))
         else:
             dt = self._initial_step(t, t_end, y, f)
-        span = abs(t_end - t)
+        # An open-ended event search (t_end infinite) measures underflow
+        # against the current time alone.
+        span = abs(t_end - t) if math.isfinite(t_end) else 0.0
         stepper = self.stepper
         controller = self.controller
         controller.reset()
