@@ -93,6 +93,28 @@ def _dense_evaluator(problem: Problem, res: RunResult) -> Callable:
     return evaluate
 
 
+def _solve_per_sample(
+    func, y0, t, method: Method, rtol, atol, options, gradient: str, dense: bool
+) -> Solution:
+    from ._driver.per_sample import solve_per_sample
+
+    if gradient != "direct" and torch.is_grad_enabled():
+        raise ValueError(
+            f"gradient={gradient!r} is not implemented for per-sample solves; "
+            "use gradient='direct' (autograd through the batched loop)"
+        )
+    if dense:
+        raise ValueError("dense output is not available for per-sample solves")
+    spec = resolve_method(method)
+    if spec.tableau is None or not spec.adaptive:
+        raise ValueError(
+            f"per-sample solves need an adaptive Runge-Kutta method, but got "
+            f"{spec.name!r}"
+        )
+    res = solve_per_sample(func, y0, t, spec.tableau, rtol, atol, options)
+    return Solution(ts=t, ys=res.ys, stats=res.stats)
+
+
 def solve(
     func: Callable,
     y0: torch.Tensor | Sequence[torch.Tensor],
@@ -109,6 +131,7 @@ def solve(
     adjoint_method: Method = None,
     adjoint_options: dict[str, Any] | None = None,
     adjoint_params: Sequence[torch.Tensor] | None = None,
+    per_sample: bool = False,
 ) -> Solution:
     """Solves ``dy/dt = func(t, y)`` from ``y(t[0]) = y0``; returns a :class:`Solution`.
 
@@ -134,9 +157,20 @@ def solve(
         adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options,
             adjoint_params: the backward solve's settings for
             ``gradient='adjoint'``; see :func:`torchnode.odeint_adjoint`.
+        per_sample: give each sample of the batch ``y0 [batch, *state]`` its own
+            time, step size, error norm, accept/reject decision and controller
+            (implied by a ``t`` of shape ``[batch, T]``, one output grid per
+            sample). ``func`` is still called once per stage on the whole
+            batch, but with ``t`` a ``[batch]`` tensor of per-sample times.
+            Needs an adaptive method and ``gradient='direct'``; ``dense``, the
+            ``norm``, ``step_t`` and ``jump_t`` options and gradients with
+            respect to ``t`` are not available.
 
     Returns:
-        A :class:`Solution`: ``ys`` is ``[len(t), *y0.shape]``.
+        A :class:`Solution`: ``ys`` is ``[len(t), *y0.shape]``. With
+        ``per_sample`` it is ``[batch, T, *state]`` instead (batch first, each
+        sample at its own times), and the step counters of ``stats`` are
+        ``[batch]`` int64 tensors; ``stats.nfe`` counts the batched field calls.
 
     Raises:
         ValueError, TypeError: malformed input, named in the message.
@@ -145,6 +179,10 @@ def solve(
     if gradient not in GRADIENT_MODES:
         raise ValueError(
             f"gradient must be one of {', '.join(GRADIENT_MODES)}, but got {gradient!r}"
+        )
+    if per_sample or (isinstance(t, torch.Tensor) and t.ndim == 2):
+        return _solve_per_sample(
+            func, y0, t, method, rtol, atol, options, gradient, dense
         )
     spec, problem = _prepare(func, y0, t, rtol, atol, method, options)
     if gradient == "direct" or not torch.is_grad_enabled():

@@ -23,6 +23,10 @@ class Stats:
             until ``backward()`` has run through the solve).
         n_steps_backward: steps of the backward pass (adjoint solve, or steps
             recomputed by the checkpoint mode).
+
+    In a per-sample solve (``solve(..., per_sample=True)``) ``n_steps``,
+    ``n_accepted`` and ``n_rejected`` are int64 tensors ``[batch]``, one count
+    per sample; ``nfe`` stays the number of (batched) field calls.
     """
 
     nfe: int = 0
@@ -48,7 +52,8 @@ class Solution:
     Attributes:
         ts: output times, shape ``[T]``.
         ys: states at ``ts``: shape ``[T, *y0.shape]``, or a tuple of such
-            tensors for a tuple state.
+            tensors for a tuple state; ``[batch, T, *state]`` (batch first) for a
+            per-sample solve.
         stats: :class:`Stats` of the solve (the backward counters fill in when
             gradients are taken).
         status: ``"success"``, or ``"event"`` when a terminal event stopped the
