@@ -158,10 +158,8 @@ def test_fashion_mnist_without_data_names_the_package(tmp_path: Path, capsys) ->
 def test_evaluate_sweeps_solver_settings(tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     assert main(["train", "circles", "--out", str(out), *FAST]) == 0
-    code = main(
-        ["evaluate", str(out), "--rtol", "1e-2", "--rtol", "1e-4"]
-        + ["--euler-steps", "2", "--euler-steps", "8"]
-    )
+    sweep = ["--rtol", "1e-2", "--rtol", "1e-4", "--euler-steps", "2"]
+    code = main(["evaluate", str(out), *sweep, "--euler-steps", "8"])
     assert code == 0
     text = capsys.readouterr().out
     assert "dopri5" in text and "euler" in text
