@@ -72,13 +72,7 @@ def test_compiled_field_forward_and_backward_aot_eager():
     _run("aot_eager", "adjoint")
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    os.environ.get("TORCHNODE_SLOW_TESTS") != "1",
-    reason="inductor compiles C++ for about 15 s; set TORCHNODE_SLOW_TESTS=1",
-)
-def test_compiled_field_forward_and_backward_inductor():
-    # Checkpoint mode: the adjoint mode's backward differentiates each field
-    # evaluation with retain_graph=True, which inductor's donated buffers forbid
-    # unless torch._functorch.config.donated_buffer is False.
-    _run("inductor", "checkpoint")
+@pytest.mark.parametrize("gradient", ["adjoint", "checkpoint"])
+def test_compiled_field_forward_and_backward_inductor(gradient):
+    # Inductor compiles C++ for the field (about 15 s the first time).
+    _run("inductor", gradient)

@@ -116,6 +116,13 @@ class _Augmented:
         self.work = problem.y0.dtype
         self.n = problem.y0.numel()
         self.params = list(params)
+        # A tensor computed before the solve (a buffer from an encoder, or a
+        # leaf reached through one) shares the caller's graph, which each
+        # vector-Jacobian product must leave intact; plain parameters do not,
+        # and not retaining lets compiled backward passes free their buffers.
+        self.retain = any(p.grad_fn is not None for p in self.params) or bool(
+            getattr(problem.field, "captured_through_graph", False)
+        )
 
     def __call__(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         n = self.n
@@ -124,7 +131,7 @@ class _Augmented:
             y = z[:n].detach().requires_grad_()
             f = self.layout.flatten(self.func(t, self.layout.unflatten(y)), self.work)
             vjps = torch.autograd.grad(
-                f, (y, *self.params), a, allow_unused=True, retain_graph=True
+                f, (y, *self.params), a, allow_unused=True, retain_graph=self.retain
             )
         pieces = [f.detach(), _neg(vjps[0], y)]
         pieces += [
