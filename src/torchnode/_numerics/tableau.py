@@ -18,6 +18,8 @@ extension needs three of them).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -25,7 +27,21 @@ import numpy as np
 
 Number = float | Fraction
 
-__all__ = ["ButcherTableau", "hermite_interp_from_midpoint", "order_condition_residuals"]
+__all__ = [
+    "ButcherTableau",
+    "RootedTree",
+    "continuous_extension",
+    "dense_output_residuals",
+    "elementary_weight",
+    "hermite_interp",
+    "hermite_interp_from_midpoint",
+    "order_condition_residuals",
+    "rooted_trees",
+    "stage_consistency_residual",
+    "tree_density",
+    "tree_label",
+    "tree_order",
+]
 
 
 def _f(x: Number) -> float:
@@ -77,7 +93,9 @@ class ButcherTableau:
     def __post_init__(self) -> None:
         s = len(self.c)
         if len(self.a) != s or any(len(row) != i for i, row in enumerate(self.a)):
-            raise ValueError(f"tableau {self.name!r}: a must have rows of length 0..s-1")
+            raise ValueError(
+                f"tableau {self.name!r}: a must have rows of length 0..s-1"
+            )
         if len(self.b) != s:
             raise ValueError(f"tableau {self.name!r}: b must have length {s}")
         if self.b_error is not None and len(self.b_error) != s:
@@ -102,20 +120,20 @@ class ButcherTableau:
     @staticmethod
     def build(
         name: str,
-        c: list[Number],
-        a: list[list[Number]],
-        b: list[Number],
+        c: Sequence[Number],
+        a: Sequence[Sequence[Number]],
+        b: Sequence[Number],
         order: int,
         source: str,
         *,
-        b_hat: list[Number] | None = None,
+        b_hat: Sequence[Number] | None = None,
         error_order: int | None = None,
         fsal: bool = False,
-        interp: list[list[Number]] | np.ndarray | None = None,
+        interp: Sequence[Sequence[Number]] | np.ndarray | None = None,
         interp_order: int = 3,
-        extra_c: list[Number] = (),  # type: ignore[assignment]
-        extra_a: list[list[Number]] = (),  # type: ignore[assignment]
-        b_error2: list[Number] | None = None,
+        extra_c: Sequence[Number] = (),
+        extra_a: Sequence[Sequence[Number]] = (),
+        b_error2: Sequence[Number] | None = None,
     ) -> ButcherTableau:
         """Builds a tableau from exact or float coefficients.
 
@@ -154,7 +172,7 @@ class ButcherTableau:
 
 
 def hermite_interp_from_midpoint(
-    b: list[Number], c_mid: list[Number], f1_stage: int
+    b: Sequence[Number], c_mid: Sequence[Number], f1_stage: int
 ) -> np.ndarray:
     """Quartic dense output fixed by ``y0, f0, y1, f1`` and a midpoint value.
 
@@ -185,43 +203,177 @@ def hermite_interp_from_midpoint(
     return np.linalg.solve(m, rhs).T
 
 
-def order_condition_residuals(tab: ButcherTableau, order: int, weights=None) -> dict:
-    """Residuals of the Runge-Kutta order conditions up to ``order`` (<= 5).
+RootedTree = tuple
+"""A rooted tree as the sorted tuple of its root's subtrees; the one-node tree is
+``()``. Sorting makes the representation canonical, so equal trees compare equal."""
 
-    Uses the rooted-tree conditions ``b . Phi(tree) = 1 / gamma(tree)``; the
-    returned dict maps a tree's label to ``b . Phi - 1/gamma``.
+
+def _graft(tree: RootedTree) -> set[RootedTree]:
+    """Every tree obtained from ``tree`` by attaching one new leaf to one node."""
+    out = {tuple(sorted((*tree, ())))}
+    for i, child in enumerate(tree):
+        for grown in _graft(child):
+            out.add(tuple(sorted((*tree[:i], grown, *tree[i + 1 :]))))
+    return out
+
+
+@functools.cache
+def rooted_trees(order: int) -> tuple[RootedTree, ...]:
+    """All rooted trees with exactly ``order`` nodes, in a fixed order.
+
+    Built by attaching a leaf to every node of every tree one size smaller
+    (trees as in J. C. Butcher, Numerical Methods for Ordinary Differential
+    Equations, 3rd ed., Wiley 2016, Chapter 3). The counts 1, 1, 2, 4, 9, 20,
+    48, 115, ... are OEIS A000081.
+    """
+    if order < 1:
+        raise ValueError(f"tree order must be >= 1, got {order}")
+    if order == 1:
+        return ((),)
+    found: set[RootedTree] = set()
+    for tree in rooted_trees(order - 1):
+        found |= _graft(tree)
+    return tuple(sorted(found))
+
+
+def tree_order(tree: RootedTree) -> int:
+    """Number of nodes ``|t|``."""
+    return 1 + sum(tree_order(child) for child in tree)
+
+
+def tree_density(tree: RootedTree) -> int:
+    """The density ``gamma(t) = |t| * prod gamma(subtree)``."""
+    out = tree_order(tree)
+    for child in tree:
+        out *= tree_density(child)
+    return out
+
+
+def tree_label(tree: RootedTree) -> str:
+    """Butcher's bracket notation: ``τ`` is the leaf, ``[t1,t2]`` joins subtrees."""
+    if not tree:
+        return "τ"
+    return "[" + ",".join(tree_label(child) for child in tree) + "]"
+
+
+def elementary_weight(
+    tree: RootedTree,
+    a: np.ndarray,
+    c: np.ndarray,
+    _memo: dict[RootedTree, np.ndarray] | None = None,
+) -> np.ndarray:
+    """The stage vector ``Phi(t)`` with ``sum_i b_i Phi_i(t)`` the elementary weight.
+
+    ``Phi(τ) = e`` and ``Phi([t1, ..., tm]) = prod_k (A Phi(t_k))`` elementwise,
+    with ``A e`` written as ``c`` (valid under the row-sum condition, which
+    :func:`stage_consistency_residual` checks). Hairer, Norsett and Wanner,
+    Solving ODEs I, 2nd ed., Section II.2.
+    """
+    memo = {} if _memo is None else _memo
+    if tree in memo:
+        return memo[tree]
+    out = np.ones(len(c))
+    for child in tree:
+        out = out * (c if not child else a @ elementary_weight(child, a, c, memo))
+    memo[tree] = out
+    return out
+
+
+def order_condition_residuals(
+    tab: ButcherTableau,
+    order: int,
+    weights: Sequence[Number] | np.ndarray | None = None,
+) -> dict[str, float]:
+    """Residuals of the Runge-Kutta order conditions for all trees up to ``order``.
+
+    A method has order ``p`` iff ``b . Phi(t) = 1 / gamma(t)`` for every rooted
+    tree with ``|t| <= p`` (J. C. Butcher (1963), "Coefficients for the study of
+    Runge-Kutta integration processes", J. Austral. Math. Soc. 3, 185-201;
+    Hairer, Norsett and Wanner, Solving ODEs I, Section II.2). ``weights``
+    replaces ``b``, e.g. by an embedded solution's weights. Returns a dict
+    mapping ``"<order>: <tree>"`` to ``b . Phi - 1/gamma``; there are 200
+    conditions up to order 8.
     """
     a = tab.matrix()
-    c = np.asarray(tab.c)
+    c = np.asarray(tab.c, dtype=float)
     b = np.asarray(tab.b if weights is None else weights, dtype=float)
-    e = np.ones_like(c)
-    conds = {
-        "1: b.e": (b @ e, 1.0),
-        "2: b.c": (b @ c, 1 / 2),
-        "3: b.c^2": (b @ c**2, 1 / 3),
-        "3: b.Ac": (b @ a @ c, 1 / 6),
-        "4: b.c^3": (b @ c**3, 1 / 4),
-        "4: b.(c*Ac)": (b @ (c * (a @ c)), 1 / 8),
-        "4: b.Ac^2": (b @ a @ c**2, 1 / 12),
-        "4: b.AAc": (b @ a @ a @ c, 1 / 24),
-        "5: b.c^4": (b @ c**4, 1 / 5),
-        "5: b.(c^2*Ac)": (b @ (c**2 * (a @ c)), 1 / 10),
-        "5: b.(Ac)^2": (b @ (a @ c) ** 2, 1 / 20),
-        "5: b.(c*Ac^2)": (b @ (c * (a @ c**2)), 1 / 15),
-        "5: b.Ac^3": (b @ a @ c**3, 1 / 20),
-        "5: b.(c*AAc)": (b @ (c * (a @ a @ c)), 1 / 30),
-        "5: b.A(c*Ac)": (b @ a @ (c * (a @ c)), 1 / 40),
-        "5: b.AAc^2": (b @ a @ a @ c**2, 1 / 60),
-        "5: b.AAAc": (b @ a @ a @ a @ c, 1 / 120),
-    }
-    out = {}
-    for label, (value, target) in conds.items():
-        if int(label.split(":")[0]) <= order:
-            out[label] = float(value - target)
+    memo: dict[RootedTree, np.ndarray] = {}
+    out: dict[str, float] = {}
+    for n in range(1, order + 1):
+        for tree in rooted_trees(n):
+            phi = elementary_weight(tree, a, c, memo)
+            out[f"{n}: {tree_label(tree)}"] = float(b @ phi - 1.0 / tree_density(tree))
+    return out
+
+
+def hermite_interp(b: Sequence[Number], f1_stage: int) -> np.ndarray:
+    """Cubic Hermite dense output on ``(y0, f0, y1, f1)`` as an interp matrix.
+
+    With ``y1 = y0 + dt sum b_i k_i``, ``f0 = k_0`` and ``f1 = k_{f1_stage}``
+    the Hermite basis gives per-stage polynomials
+    ``b_i (3 theta^2 - 2 theta^3) + [i = 0] (theta - 2 theta^2 + theta^3)
+    + [i = f1_stage] (theta^3 - theta^2)``.
+
+    Returns:
+        ``P`` of shape ``[len(b), 3]`` (coefficients of theta, theta^2, theta^3).
+    """
+    out = np.outer(np.asarray([float(x) for x in b]), [0.0, 3.0, -2.0])
+    out[0] += [1.0, -2.0, 1.0]
+    out[f1_stage] += [0.0, -1.0, 1.0]
+    return out
+
+
+def continuous_extension(
+    tab: ButcherTableau,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The dense output as one explicit scheme: ``(c, A, P)`` over all its stages.
+
+    The stages are the ``s`` main stages, then ``extra_c``; ``P`` is the interp
+    matrix. When ``tab.interp`` is ``None`` the dense output is cubic Hermite;
+    ``f1`` is the last stage for an FSAL tableau and otherwise one more stage
+    ``f(t0 + dt, y1)`` (node 1, row ``b``) is appended.
+    """
+    s = tab.n_stages
+    rows = [list(r) for r in tab.a] + [list(r) for r in tab.extra_a]
+    nodes = list(tab.c) + list(tab.extra_c)
+    if tab.interp is not None:
+        interp = np.asarray(tab.interp, dtype=float)
+    else:
+        if not tab.fsal:
+            rows.append(list(tab.b) + [0.0] * len(tab.extra_c))
+            nodes.append(1.0)
+        f1_stage = s - 1 if tab.fsal else len(nodes) - 1
+        b_all = list(tab.b) + [0.0] * (len(nodes) - s)
+        interp = hermite_interp(b_all, f1_stage=f1_stage)
+    n = len(nodes)
+    a = np.zeros((n, n))
+    for i, row in enumerate(rows):
+        a[i, : len(row)] = row
+    return np.asarray(nodes, dtype=float), a, interp
+
+
+def dense_output_residuals(tab: ButcherTableau, order: int) -> dict[str, float]:
+    """Residuals of the dense-output order conditions for all trees up to ``order``.
+
+    The continuous solution ``y0 + dt sum_i b_i(theta) k_i`` has order ``q`` iff
+    ``b(theta) . Phi(t) = theta^|t| / gamma(t)`` for all ``theta`` and every tree
+    with ``|t| <= q`` (Hairer, Norsett and Wanner, Solving ODEs I, Section II.6).
+    Both sides are polynomials in ``theta``; the residual of a tree
+    is the largest coefficient mismatch.
+    """
+    c, a, interp = continuous_extension(tab)
+    memo: dict[RootedTree, np.ndarray] = {}
+    out: dict[str, float] = {}
+    for n in range(1, order + 1):
+        for tree in rooted_trees(n):
+            coef = interp.T @ elementary_weight(tree, a, c, memo)
+            target = np.zeros(max(len(coef), n))
+            target[n - 1] = 1.0 / tree_density(tree)
+            coef = np.pad(coef, (0, len(target) - len(coef)))
+            out[f"{n}: {tree_label(tree)}"] = float(np.max(np.abs(coef - target)))
     return out
 
 
 def stage_consistency_residual(tab: ButcherTableau) -> float:
     """Largest ``|sum_j a_ij - c_i|`` over the stages (row-sum condition)."""
     return max(abs(sum(row) - ci) for row, ci in zip(tab.a, tab.c))
-

@@ -8,10 +8,18 @@ Shampine (1986), "Some practical Runge-Kutta formulas", Math. Comp. 46(173),
 
 from fractions import Fraction as F
 
-from ..tableau import ButcherTableau, hermite_interp_from_midpoint
+from ..tableau import ButcherTableau, Number, hermite_interp_from_midpoint
 
-_B = [F(35, 384), 0, F(500, 1113), F(125, 192), F(-2187, 6784), F(11, 84), 0]
-_C_MID = [
+_B: list[Number] = [
+    F(35, 384),
+    0,
+    F(500, 1113),
+    F(125, 192),
+    F(-2187, 6784),
+    F(11, 84),
+    0,
+]
+_C_MID: list[Number] = [
     F(6025192743, 30085553152) / 2,
     0,
     F(51252292925, 65400821598) / 2,

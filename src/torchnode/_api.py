@@ -1,0 +1,280 @@
+"""The public entry points: torchdiffeq's ``odeint`` and our ``solve``."""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from ._driver.adaptive import RunResult
+from ._driver.methods import MethodSpec, resolve_method, run_problem
+from ._driver.problem import Problem, check_method_options, normalize
+from ._driver.solution import Solution
+from ._gradients.time_grad import attach_time_gradients
+from ._numerics.tableau import ButcherTableau
+
+__all__ = ["odeint", "odeint_adjoint", "solve"]
+
+GRADIENT_MODES = ("direct", "adjoint", "checkpoint")
+
+Method = str | ButcherTableau | None
+
+
+def _prepare(
+    func: Callable,
+    y0,
+    t: torch.Tensor,
+    rtol,
+    atol,
+    method: Method,
+    options: dict | None,
+) -> tuple[MethodSpec, Problem]:
+    spec = resolve_method(method)
+    opts = check_method_options(spec.name, options, spec.options)
+    problem = normalize(func, y0, t, rtol, atol, opts)
+    return spec, problem
+
+
+def _with_y0(problem: Problem, y0: torch.Tensor) -> Problem:
+    return dataclasses.replace(problem, y0=y0)
+
+
+def _direct(spec: MethodSpec, problem: Problem, dense: bool, event_hook=None):
+    """Autograd through every operation of the solve."""
+    holder: dict[str, RunResult] = {}
+
+    def run(y0: torch.Tensor) -> torch.Tensor:
+        res = run_problem(
+            spec, _with_y0(problem, y0), dense=dense, event_hook=event_hook
+        )
+        holder["res"] = res
+        return torch.stack(res.ys)
+
+    t = problem.t_tensor
+    if t.requires_grad:
+        ys = attach_time_gradients(problem, run)
+    else:
+        ys = run(problem.y0)
+    return ys, holder["res"]
+
+
+def _dense_evaluator(problem: Problem, res: RunResult) -> Callable:
+    steps = res.steps
+    stepper = res.stepper
+    assert stepper is not None
+    direction = problem.direction
+    keys = [s.t1 * direction for s in steps]
+    t_first, t_last = problem.t[0], problem.t[-1]
+
+    def one(tq: float) -> torch.Tensor:
+        lo, hi = sorted((t_first, t_last))
+        if not lo <= tq <= hi:
+            raise ValueError(
+                f"evaluate needs times inside the solved interval [{lo}, {hi}], "
+                f"but got {tq}"
+            )
+        if not steps:
+            return problem.y0
+        i = min(bisect.bisect_left(keys, tq * direction), len(steps) - 1)
+        s = steps[i]
+        assert s.stages is not None  # kept by dense=True
+        return stepper.dense(s.y0, s.stages, s.t0, s.t1, tq)
+
+    def evaluate(t_query):
+        tq = torch.as_tensor(t_query, dtype=torch.float64)
+        values = [one(x) for x in tq.reshape(-1).tolist()]
+        if tq.ndim == 0:
+            return problem.layout.unflatten(values[0])
+        return problem.layout.unflatten_batch(torch.stack(values))
+
+    return evaluate
+
+
+def solve(
+    func: Callable,
+    y0: torch.Tensor | Sequence[torch.Tensor],
+    t: torch.Tensor,
+    *,
+    method: Method = "dopri5",
+    rtol: float | torch.Tensor | Sequence = 1e-7,
+    atol: float | torch.Tensor | Sequence = 1e-9,
+    options: dict[str, Any] | None = None,
+    gradient: str = "direct",
+    dense: bool = False,
+    adjoint_rtol: float | Sequence | None = None,
+    adjoint_atol: float | Sequence | None = None,
+    adjoint_method: Method = None,
+    adjoint_options: dict[str, Any] | None = None,
+    adjoint_params: Sequence[torch.Tensor] | None = None,
+) -> Solution:
+    """Solves ``dy/dt = func(t, y)`` from ``y(t[0]) = y0``; returns a :class:`Solution`.
+
+    Args:
+        func: the vector field, called as ``func(t, y)`` with ``t`` a 0-dim
+            tensor and ``y`` shaped like ``y0``.
+        y0: initial state, any shape, or a tuple of tensors; float64, float32,
+            float16, bfloat16 or complex. Half-precision states are integrated
+            in float32 and returned in their own dtype.
+        t: output times, 1-D, increasing or decreasing (repeated values allowed);
+            ``t[0]`` is the initial time. Time arithmetic is float64 throughout.
+        method: a method name (see :func:`torchnode.methods`) or a
+            :class:`ButcherTableau`.
+        rtol, atol: relative and absolute tolerances: numbers, tensors
+            broadcastable to ``y0``, or one per part of a tuple ``y0``.
+        options: method options, with torchdiffeq's keys.
+        gradient: ``'direct'`` (autograd through the solver), ``'adjoint'``
+            (backward solve of the adjoint ODE, memory independent of the number
+            of steps) or ``'checkpoint'`` (store the accepted steps, recompute
+            each under autograd in the backward pass: same gradient as
+            ``'direct'``, less memory).
+        dense: keep the step data so that :meth:`Solution.evaluate` works.
+        adjoint_rtol, adjoint_atol, adjoint_method, adjoint_options,
+            adjoint_params: the backward solve's settings for
+            ``gradient='adjoint'``; see :func:`torchnode.odeint_adjoint`.
+
+    Returns:
+        A :class:`Solution`: ``ys`` is ``[len(t), *y0.shape]``.
+
+    Raises:
+        ValueError, TypeError: malformed input, named in the message.
+        SolverError: the solve failed (underflow, non-finite state, step budget).
+    """
+    if gradient not in GRADIENT_MODES:
+        raise ValueError(
+            f"gradient must be one of {', '.join(GRADIENT_MODES)}, but got {gradient!r}"
+        )
+    spec, problem = _prepare(func, y0, t, rtol, atol, method, options)
+    if gradient == "direct" or not torch.is_grad_enabled():
+        ys, res = _direct(spec, problem, dense)
+    elif gradient == "checkpoint":
+        from ._gradients.checkpoint import solve_checkpoint
+
+        ys, res = solve_checkpoint(spec, problem, dense=dense)
+    else:
+        from ._gradients.adjoint import AdjointSettings, solve_adjoint
+
+        settings = AdjointSettings.make(
+            problem,
+            spec,
+            adjoint_rtol,
+            adjoint_atol,
+            adjoint_method,
+            adjoint_options,
+            adjoint_params,
+        )
+        ys, res = solve_adjoint(spec, problem, settings, dense=dense)
+    dense_fn = _dense_evaluator(problem, res) if dense and spec.adaptive else None
+    return Solution(
+        ts=t,
+        ys=problem.layout.unflatten_batch(ys),
+        stats=res.stats,
+        _dense=dense_fn,
+    )
+
+
+def odeint(
+    func: Callable,
+    y0: torch.Tensor | Sequence[torch.Tensor],
+    t: torch.Tensor,
+    *,
+    rtol: float | torch.Tensor | Sequence = 1e-7,
+    atol: float | torch.Tensor | Sequence = 1e-9,
+    method: Method = None,
+    options: dict[str, Any] | None = None,
+    event_fn: Callable | None = None,
+):
+    """Integrates ``dy/dt = func(t, y)``; torchdiffeq's ``odeint``, same arguments.
+
+    Gradients flow by autograd through the solver's operations.
+
+    Args:
+        func: the vector field ``func(t, y)``.
+        y0: initial state (tensor of any shape, or a tuple of tensors).
+        t: 1-D output times, increasing or decreasing; ``t[0]`` is the start.
+        rtol, atol: tolerances (numbers, tensors, or one per tuple part).
+        method: ``None`` for ``'dopri5'``, a name, or a :class:`ButcherTableau`.
+        options: method options (torchdiffeq's keys).
+        event_fn: ``event_fn(t, y)``; when given, the solve stops where it
+            changes sign and ``(event_t, ys)`` is returned.
+
+    Returns:
+        ``ys`` of shape ``[len(t), *y0.shape]`` (a tuple for tuple states), or
+        ``(event_t, ys)`` with an ``event_fn``.
+    """
+    if event_fn is not None:
+        from ._events import odeint_with_event
+
+        return odeint_with_event(
+            func,
+            y0,
+            t,
+            rtol=rtol,
+            atol=atol,
+            method=method,
+            options=options,
+            event_fn=event_fn,
+        )
+    return solve(func, y0, t, method=method, rtol=rtol, atol=atol, options=options).ys
+
+
+def odeint_adjoint(
+    func: Callable,
+    y0: torch.Tensor | Sequence[torch.Tensor],
+    t: torch.Tensor,
+    *,
+    rtol: float | torch.Tensor | Sequence = 1e-7,
+    atol: float | torch.Tensor | Sequence = 1e-9,
+    method: Method = None,
+    options: dict[str, Any] | None = None,
+    event_fn: Callable | None = None,
+    adjoint_rtol: float | Sequence | None = None,
+    adjoint_atol: float | Sequence | None = None,
+    adjoint_method: Method = None,
+    adjoint_options: dict[str, Any] | None = None,
+    adjoint_params: Sequence[torch.Tensor] | None = None,
+):
+    """torchdiffeq's ``odeint_adjoint``: gradients by the adjoint method.
+
+    Memory does not grow with the number of steps. The backward solve uses
+    ``adjoint_rtol``/``adjoint_atol``/``adjoint_method``/``adjoint_options``,
+    each defaulting to the forward solve's; ``adjoint_options={'norm':
+    'seminorm'}`` leaves the parameter adjoint out of the error norm.
+
+    ``adjoint_params`` lists the tensors to differentiate. By default these are
+    the parameters (and gradient-carrying buffers) of ``func`` when it is an
+    ``nn.Module``, plus any other leaf tensor requiring grad that the field's
+    graph reaches (a closure), so no gradient is silently lost. ``()`` is
+    allowed. Tensors in ``adjoint_params`` that do not require grad are skipped.
+    """
+    if event_fn is not None:
+        from ._events import odeint_with_event
+
+        return odeint_with_event(
+            func,
+            y0,
+            t,
+            rtol=rtol,
+            atol=atol,
+            method=method,
+            options=options,
+            event_fn=event_fn,
+            gradient="adjoint",
+        )
+    return solve(
+        func,
+        y0,
+        t,
+        method=method,
+        rtol=rtol,
+        atol=atol,
+        options=options,
+        gradient="adjoint",
+        adjoint_rtol=adjoint_rtol,
+        adjoint_atol=adjoint_atol,
+        adjoint_method=adjoint_method,
+        adjoint_options=adjoint_options,
+        adjoint_params=adjoint_params,
+    ).ys

@@ -1,0 +1,153 @@
+"""The fixed-grid solve loop.
+
+By default the grid is the union of the regular grid of ``step_size`` and the
+output times, so every output is a node of the method and is accurate to the
+method's order. With ``interp='linear'`` or ``'cubic'`` the grid ignores the
+output times (torchdiffeq's behaviour) and outputs between nodes are
+interpolated.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+
+from .._numerics.rk import RKStepper
+from .._numerics.tableau import ButcherTableau
+from .adaptive import AcceptedStep, RunResult
+from .problem import Problem
+from .solution import Stats
+
+__all__ = ["build_grid", "integrate_fixed"]
+
+# Grid nodes closer than this fraction of a step to an end or output time merge
+# into it, so that no zero-length or negligible step is taken.
+_MERGE_FRACTION = 1e-9
+
+
+def _regular_grid(t0: float, t1: float, step: float) -> list[float]:
+    direction = 1.0 if t1 >= t0 else -1.0
+    n = math.ceil(abs(t1 - t0) / step)
+    nodes = [t0 + k * step * direction for k in range(n)]
+    # Drop nodes that round onto or past the end; the end is appended exactly.
+    nodes = [x for x in nodes if (t1 - x) * direction > _MERGE_FRACTION * step]
+    return [*nodes, t1]
+
+
+def _merge(grid: list[float], outputs: list[float], direction: float) -> list[float]:
+    """Union of grid nodes and output times in the direction of travel."""
+    merged = sorted(set(grid) | set(outputs), key=lambda x: x * direction)
+    out: list[float] = []
+    outs = set(outputs)
+    for x in merged:
+        if out and abs(x - out[-1]) <= _MERGE_FRACTION * abs(merged[-1] - merged[0]):
+            if x in outs:
+                out[-1] = x
+            continue
+        out.append(x)
+    return out
+
+
+def build_grid(problem: Problem) -> list[float]:
+    """The nodes of the fixed-grid solve, from ``t[0]`` to ``t[-1]``."""
+    opts = problem.options
+    times = problem.t
+    t0, t1 = times[0], times[-1]
+    direction = 1.0 if t1 >= t0 else -1.0
+    step = opts.get("step_size")
+    constructor = opts.get("grid_constructor")
+    if step is not None and constructor is not None:
+        raise ValueError(
+            "give options['step_size'] or options['grid_constructor'], not both"
+        )
+    if constructor is not None:
+        grid_t = constructor(
+            problem.field.func, problem.layout.unflatten(problem.y0), problem.t_tensor
+        )
+        grid = torch.as_tensor(grid_t).detach().to(torch.float64).reshape(-1).tolist()
+        if grid[0] != t0 or grid[-1] != t1:
+            raise ValueError(
+                f"grid_constructor must return a grid from t[0] = {t0} to t[-1] = {t1},"
+                f" but got one from {grid[0]} to {grid[-1]}"
+            )
+        if any((b - a) * direction <= 0 for a, b in itertools.pairwise(grid)):
+            raise ValueError("grid_constructor must return a strictly monotonic grid")
+    elif step is not None:
+        step = float(step)
+        if not (math.isfinite(step) and step > 0):
+            raise ValueError(f"options['step_size'] must be positive, but got {step}")
+        grid = _regular_grid(t0, t1, step)
+    else:
+        grid = [t0, t1]
+    if opts.get("interp") is None or (step is None and constructor is None):
+        return _merge(grid, times, direction)
+    return grid
+
+
+def integrate_fixed(
+    problem: Problem, tableau: ButcherTableau, *, record_steps: bool = False
+) -> RunResult:
+    """Solves ``problem`` on a fixed grid with an explicit Runge-Kutta method.
+
+    Returns:
+        A :class:`RunResult` with the flat outputs at ``problem.t``.
+    """
+    p = problem
+    interp = p.options.get("interp")
+    if interp not in (None, "linear", "cubic"):
+        raise ValueError(
+            f"options['interp'] must be 'linear' or 'cubic', but got {interp!r}"
+        )
+    perturb = bool(p.options.get("perturb", False))
+    times = p.t
+    grid = build_grid(p)
+    stepper = RKStepper(tableau, p.y0.dtype, p.y0.device)
+    direction = 1.0 if times[-1] >= times[0] else -1.0
+    stats = Stats()
+    steps: list[AcceptedStep] = []
+    y = p.y0
+    ys: list[torch.Tensor] = []
+    i_out = 0
+    n_out = len(times)
+    while i_out < n_out and times[i_out] == grid[0]:
+        ys.append(y)
+        i_out += 1
+    nudge = (1 if direction > 0 else -1) if perturb else 0
+    f = None
+    for t0, t1 in itertools.pairwise(grid):
+        if f is None:
+            f = p.field(t0, y, nudge)
+        res = stepper.step(p.field, t0, t1, y, f, perturb=perturb)
+        stats.n_steps += 1
+        stats.n_accepted += 1
+        if record_steps:
+            steps.append(AcceptedStep(t0, t1, y.detach(), None, nudge, perturb))
+        f1 = None if perturb else res.f1
+        while i_out < n_out and (times[i_out] - t1) * direction <= 0:
+            t_out = times[i_out]
+            if t_out == t1:
+                ys.append(res.y1)
+            elif interp == "linear":
+                w = (t_out - t0) / (t1 - t0)
+                ys.append(torch.lerp(y, res.y1, w))
+            else:
+                if f1 is None:
+                    f1 = p.field(t1, res.y1, -nudge)
+                ys.append(_hermite(y, res.y1, f, f1, t0, t1, t_out))
+            i_out += 1
+        y, f = res.y1, (None if perturb else f1)
+    stats.nfe = p.field.nfe
+    return RunResult(ys, stats, steps, None, stepper)
+
+
+def _hermite(y0, y1, f0, f1, t0: float, t1: float, t: float) -> torch.Tensor:
+    """Cubic Hermite interpolation on ``(y0, f0)`` and ``(y1, f1)``."""
+    dt = t1 - t0
+    s = (t - t0) / dt
+    h00 = (1 + 2 * s) * (1 - s) ** 2
+    h10 = s * (1 - s) ** 2
+    h01 = s * s * (3 - 2 * s)
+    h11 = s * s * (s - 1)
+    return h00 * y0 + h10 * dt * f0 + h01 * y1 + h11 * dt * f1

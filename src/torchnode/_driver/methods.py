@@ -1,0 +1,98 @@
+"""Method names to solve loops, and the option keys each accepts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .._numerics.tableau import ButcherTableau
+from .._numerics.tableaus import TABLEAUS
+from .adaptive import RunResult, integrate_adaptive
+from .fixed import integrate_fixed
+from .problem import ADAMS_OPTIONS, ADAPTIVE_OPTIONS, FIXED_OPTIONS, Problem
+
+__all__ = ["MethodSpec", "method_names", "resolve_method"]
+
+DEFAULT_METHOD = "dopri5"
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A resolved method: its name, whether it adapts its step, its options, and
+    how to run it."""
+
+    name: str
+    adaptive: bool
+    options: frozenset
+    tableau: ButcherTableau | None
+    run: Callable[..., RunResult]
+
+
+def _extra_methods() -> dict[str, MethodSpec]:
+    try:
+        from .._numerics.adams import ADAMS_METHODS
+    except ImportError:
+        return {}
+    return {
+        name: MethodSpec(name, False, ADAMS_OPTIONS, None, integrate)
+        for name, integrate in ADAMS_METHODS.items()
+    }
+
+
+def method_names() -> list[str]:
+    """Every built-in method name."""
+    return sorted([*TABLEAUS, *_extra_methods()])
+
+
+def _spec_for_tableau(tab: ButcherTableau) -> MethodSpec:
+    if tab.adaptive:
+        return MethodSpec(
+            tab.name,
+            True,
+            ADAPTIVE_OPTIONS,
+            tab,
+            lambda p, **kw: integrate_adaptive(p, tab, **kw),
+        )
+    return MethodSpec(
+        tab.name,
+        False,
+        FIXED_OPTIONS,
+        tab,
+        lambda p, record_steps=False, **kw: integrate_fixed(
+            p, tab, record_steps=record_steps
+        ),
+    )
+
+
+def resolve_method(method: str | ButcherTableau | None) -> MethodSpec:
+    """The :class:`MethodSpec` for a name or a user tableau.
+
+    Raises:
+        ValueError: an unknown name; the message lists the valid ones.
+        TypeError: neither a string nor a :class:`ButcherTableau`.
+    """
+    if method is None:
+        method = DEFAULT_METHOD
+    if isinstance(method, ButcherTableau):
+        return _spec_for_tableau(method)
+    if not isinstance(method, str):
+        raise TypeError(
+            f"method must be a method name or a ButcherTableau, but got "
+            f"{type(method).__name__}"
+        )
+    if method in TABLEAUS:
+        return _spec_for_tableau(TABLEAUS[method])
+    extra = _extra_methods()
+    if method in extra:
+        return extra[method]
+    raise ValueError(
+        f"unknown method {method!r}; valid methods: {', '.join(method_names())}"
+    )
+
+
+def run_problem(spec: MethodSpec, problem: Problem, **kw) -> RunResult:
+    """Runs the solve loop of ``spec`` on ``problem``."""
+    if not spec.adaptive:
+        kw.pop("dense", None)
+        kw.pop("event_hook", None)
+    return spec.run(problem, **kw)

@@ -1,0 +1,250 @@
+"""The adjoint method (Chen et al. 2018): gradients from a backward solve.
+
+Between consecutive output times the backward pass integrates, from ``t_i`` to
+``t_{i-1}``, the augmented state ``(y, a, g)``::
+
+    dy/dt = f(t, y)
+    da/dt = -a^T df/dy                      a = dL/dy
+    dg/dt = -a^T df/dtheta                  g -> dL/dtheta at t0
+
+adding ``dL/dy(t_{i-1})`` to ``a`` at each output time and restarting ``y`` from
+the stored forward output. Memory does not grow with the number of steps. The
+result approximates the gradient of the exact flow; for a discretised solve it
+differs from ``gradient='direct'`` by the solve's error (an ``O(h^p)`` difference
+on fixed grids; see the README).
+
+Norms of the backward solve: by default the error is measured on all three
+parts, the largest RMS of each (torchdiffeq's choice). ``{'norm': 'seminorm'}``
+drops ``g`` from the norm (Kidger, Chen and Lyons 2021, "Hey, that's not an
+ODE"): ``g`` never feeds back into ``y`` or ``a``, so its error cannot spoil
+theirs, and steps are chosen for ``y`` and ``a`` alone. It is safe whenever the
+parameter gradient needs no more accuracy than the state's adjoint; it is not
+when ``g`` is a sum of many nearly cancelling terms (then use the full norm).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .._driver.adaptive import RunResult
+from .._driver.field import Field, Layout
+from .._driver.methods import MethodSpec, resolve_method, run_problem
+from .._driver.problem import (
+    Problem,
+    _tolerance,
+    check_method_options,
+)
+from .._numerics.norms import make_mixed_rms
+from .params import collect_params, run_without_graph
+
+__all__ = ["AdjointSettings", "solve_adjoint"]
+
+
+@dataclass
+class AdjointSettings:
+    """Settings of the backward solve, with the forward solve's as defaults."""
+
+    rtol: float | torch.Tensor
+    atol: float | torch.Tensor
+    spec: MethodSpec
+    options: dict[str, Any]
+    norm: Any
+    params: Sequence[torch.Tensor] | None
+
+    @staticmethod
+    def make(
+        problem: Problem,
+        spec: MethodSpec,
+        rtol,
+        atol,
+        method,
+        options: dict | None,
+        params: Sequence[torch.Tensor] | None,
+    ) -> AdjointSettings:
+        adj_spec = spec if method is None else resolve_method(method)
+        if options is None:
+            opts = dict(problem.options) if adj_spec.name == spec.name else {}
+            opts.pop("norm", None)
+        else:
+            opts = check_method_options(adj_spec.name, options, adj_spec.options)
+        norm = opts.pop("norm", None)
+        if isinstance(norm, str) and norm != "seminorm":
+            raise ValueError(
+                f"adjoint_options['norm'] must be 'seminorm' or a callable, but got "
+                f"{norm!r}"
+            )
+        real = problem.y0.real.dtype
+        parts = _state_parts(problem)
+        r = (
+            problem.rtol
+            if rtol is None
+            else _tolerance("adjoint_rtol", rtol, parts, problem.layout, real)
+        )
+        a = (
+            problem.atol
+            if atol is None
+            else _tolerance("adjoint_atol", atol, parts, problem.layout, real)
+        )
+        if params is not None:
+            params = list(params)
+        return AdjointSettings(r, a, adj_spec, opts, norm, params)
+
+
+def _state_parts(problem: Problem) -> list[torch.Tensor]:
+    y = problem.layout.unflatten(problem.y0)
+    return list(y) if isinstance(y, tuple) else [y]
+
+
+def _extend(tol, n_params: int):
+    """State tolerance ``[N]`` (or float) to the augmented state ``[2N + P]``."""
+    if not isinstance(tol, torch.Tensor):
+        return tol
+    fill = tol.min().expand(n_params)
+    return torch.cat([tol, tol, fill])
+
+
+class _Augmented:
+    """The field of the augmented system on a flat ``[2N + P]`` state."""
+
+    def __init__(self, problem: Problem, params: Sequence[torch.Tensor]) -> None:
+        self.func = problem.field.func
+        self.layout = problem.layout
+        self.work = problem.y0.dtype
+        self.n = problem.y0.numel()
+        self.params = list(params)
+
+    def __call__(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        n = self.n
+        a = z[n : 2 * n]
+        with torch.enable_grad():
+            y = z[:n].detach().requires_grad_()
+            f = self.layout.flatten(self.func(t, self.layout.unflatten(y)), self.work)
+            vjps = torch.autograd.grad(
+                f, (y, *self.params), a, allow_unused=True, retain_graph=True
+            )
+        pieces = [f.detach(), _neg(vjps[0], y)]
+        pieces += [
+            _neg(g, p).reshape(-1).to(self.work) for g, p in zip(vjps[1:], self.params)
+        ]
+        return torch.cat(pieces)
+
+
+def _neg(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(like) if g is None else -g
+
+
+def _norm(settings: AdjointSettings, n: int, n_params: int, layout: Layout):
+    sizes = [n, n, n_params]
+    if settings.norm is None:
+        return make_mixed_rms(sizes)
+    if settings.norm == "seminorm":
+        return make_mixed_rms(sizes, include=[True, True, False])
+    user: Callable = settings.norm
+
+    def norm(ratio: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(user(tuple(torch.split(ratio, sizes))))
+
+    return norm
+
+
+def _backward_problem(
+    problem: Problem, settings: AdjointSettings, params, z0, t_pair
+) -> Problem:
+    n = problem.y0.numel()
+    n_params = z0.numel() - 2 * n
+    layout = Layout([z0.shape], z0.dtype, False)
+    fld = Field(
+        _Augmented(problem, params),
+        layout,
+        problem.field.t_dtype,
+        z0.dtype,
+        z0.device,
+    )
+    fld.checked = True
+    return Problem(
+        field=fld,
+        y0=z0,
+        t=t_pair,
+        t_tensor=problem.t_tensor,
+        rtol=_extend(settings.rtol, n_params),
+        atol=_extend(settings.atol, n_params),
+        norm=_norm(settings, n, n_params, problem.layout),
+        layout=layout,
+        options=settings.options,
+    )
+
+
+class _Adjoint(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, spec, problem, settings, holder, y0, *params):
+        def run() -> RunResult:
+            return run_problem(spec, problem, dense=holder["dense"])
+
+        res = run_without_graph(run)
+        holder["res"] = res
+        ys = torch.stack(res.ys)
+        ctx.problem, ctx.settings, ctx.res = problem, settings, res
+        ctx.params = params
+        ctx.ys = ys
+        return ys
+
+    @staticmethod
+    def backward(ctx, grad_ys):
+        problem: Problem = ctx.problem
+        params = ctx.params
+        times = problem.t
+        ys = ctx.ys
+        n = problem.y0.numel()
+        stats = ctx.res.stats
+        work = problem.y0.dtype
+        a = grad_ys[-1]
+        g = torch.zeros(
+            sum(p.numel() for p in params), dtype=work, device=problem.y0.device
+        )
+        with torch.no_grad():
+            for i in range(len(times) - 1, 0, -1):
+                if times[i] != times[i - 1]:
+                    z0 = torch.cat([ys[i], a, g])
+                    sub = _backward_problem(
+                        problem, ctx.settings, params, z0, [times[i], times[i - 1]]
+                    )
+                    if problem.field.grad_inside:
+                        sub.field.grad_inside = True
+                    res = run_problem(ctx.settings.spec, sub)
+                    stats.nfe_backward += res.stats.nfe
+                    stats.n_steps_backward += res.stats.n_steps
+                    z1 = res.ys[-1]
+                    a, g = z1[n : 2 * n], z1[2 * n :]
+                a = a + grad_ys[i - 1]
+        grads = []
+        offset = 0
+        for p in params:
+            piece = g[offset : offset + p.numel()]
+            offset += p.numel()
+            if piece.is_complex() and not p.is_complex():
+                piece = piece.real
+            grads.append(piece.reshape(p.shape).to(p.dtype))
+        return (None, None, None, None, a, *grads)
+
+
+def solve_adjoint(
+    spec: MethodSpec, problem: Problem, settings: AdjointSettings, *, dense: bool
+):
+    """Solves with adjoint gradients; returns flat outputs and the run."""
+    from .time_grad import attach_time_gradients
+
+    params = collect_params(problem, settings.params, "adjoint")
+    holder: dict = {"dense": dense}
+
+    def run(y0: torch.Tensor) -> torch.Tensor:
+        return _Adjoint.apply(spec, problem, settings, holder, y0, *params)
+
+    if problem.t_tensor.requires_grad:
+        ys = attach_time_gradients(problem, run)
+    else:
+        ys = run(problem.y0)
+    return ys, holder["res"]

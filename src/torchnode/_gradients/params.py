@@ -1,0 +1,108 @@
+"""Which tensors a vector field depends on, for the modes that differentiate it
+outside the forward graph (adjoint and checkpoint).
+
+Parameters and gradient-carrying buffers of an ``nn.Module`` field are found by
+attribute; tensors it captures from elsewhere (a closure, a tensor computed from
+an encoder's output) are found by walking the autograd graph of one evaluation.
+Leaf tensors found that way join the parameters; others cannot be reached and
+raise, so no gradient is ever silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .._driver.problem import Problem
+from .._warn import warn
+
+__all__ = ["collect_params", "run_without_graph"]
+
+
+def _module_tensors(func) -> list[torch.Tensor]:
+    if not isinstance(func, torch.nn.Module):
+        return []
+    found: list[torch.Tensor] = [p for p in func.parameters() if p.requires_grad]
+    found += [b for b in func.buffers() if b.requires_grad]
+    return found
+
+
+def _describe(x: torch.Tensor) -> str:
+    return f"tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
+
+
+def _unlisted_leaves(
+    out: torch.Tensor, known: Sequence[torch.Tensor]
+) -> list[torch.Tensor]:
+    """Leaf tensors requiring grad that ``out`` depends on beyond ``known``."""
+    leaf_ids = {id(x) for x in known if x.grad_fn is None}
+    stop_nodes = {id(x.grad_fn) for x in known if x.grad_fn is not None}
+    found: list[torch.Tensor] = []
+    seen: set[int] = set()
+    stack = [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen or id(node) in stop_nodes:
+            continue
+        seen.add(id(node))
+        variable = getattr(node, "variable", None)
+        if variable is not None:
+            if id(variable) not in leaf_ids:
+                leaf_ids.add(id(variable))
+                found.append(variable)
+            continue
+        stack.extend(fn for fn, _ in node.next_functions)
+    return found
+
+
+def collect_params(
+    problem: Problem, explicit: Sequence[torch.Tensor] | None, mode: str
+) -> list[torch.Tensor]:
+    """The tensors whose gradients the backward pass must compute.
+
+    Args:
+        problem: the normalised problem (its field and initial state).
+        explicit: ``adjoint_params`` if the caller gave them.
+        mode: the gradient mode's name, for messages.
+
+    Leaves found by walking the graph are added (reached through any non-leaf
+    tensors in between) when ``explicit`` is ``None``; with ``explicit`` they
+    are reported in a warning and left out, as the caller chose.
+    """
+    func = problem.field.func
+    if explicit is not None:
+        base = [p for p in explicit if isinstance(p, torch.Tensor) and p.requires_grad]
+    else:
+        base = _module_tensors(func)
+    if not torch.is_grad_enabled():
+        return base
+    y = problem.y0.detach().requires_grad_()
+    nfe = problem.field.nfe
+    try:
+        with torch.enable_grad():
+            out = problem.field(problem.t[0], y)
+    finally:
+        problem.field.nfe = nfe
+    if out.grad_fn is None:
+        return base
+    extra = _unlisted_leaves(out, [y, *base])
+    if not extra:
+        return base
+    names = ", ".join(_describe(x) for x in extra)
+    if explicit is not None:
+        warn(
+            f"the field depends on {len(extra)} tensor(s) requiring grad that are not "
+            f"in adjoint_params ({names}); gradient={mode!r} gives them no gradient. "
+            "Add them to adjoint_params.",
+            UserWarning,
+        )
+        return base
+    return base + extra
+
+
+def run_without_graph(run):
+    """Runs ``run()`` without recording a graph (the field wrapper switches to
+    autograd inside each evaluation if the field differentiates itself)."""
+    with torch.no_grad():
+        return run()

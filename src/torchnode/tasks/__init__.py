@@ -1,0 +1,1 @@
+"""Datasets and synthetic tasks for examples, tests and the command line."""
