@@ -61,8 +61,18 @@ def run_workload(name: str, ctx: Context) -> WorkloadResult:
     ctx.skips = set()
     result = WORKLOADS[name][1](ctx)
     add_ratios(result.rows)
-    result.notes.extend(sorted(ctx.skips))
+    result.notes.extend(skip_notes(ctx.skips))
     return result
+
+
+def skip_notes(skips: set[tuple[str, str]]) -> list[str]:
+    """One note per reason, naming the libraries skipped for it."""
+    by_reason: dict[str, list[str]] = {}
+    for reason, library in sorted(skips):
+        by_reason.setdefault(reason, []).append(library)
+    return [
+        f"skipped ({reason}): {', '.join(libs)}" for reason, libs in by_reason.items()
+    ]
 
 
 def write_json(out: Path, info, ctx: Context, notes, results, elapsed) -> None:

@@ -118,7 +118,7 @@ def run_case(
     reps: int,
     warmup: int = 1,
     device: str = "cpu",
-    skips: set[str] | None = None,
+    skips: set[tuple[str, str]] | None = None,
 ) -> tuple[list[Row], dict[str, Outcome]]:
     """Rows (one per library supporting ``spec``) and the last outcome of each."""
     runs: dict[str, Run] = {}
@@ -126,7 +126,7 @@ def run_case(
         reason = adapter.unsupported(spec)
         if reason is not None:
             if skips is not None:
-                skips.add(f"{adapter.name}: {reason}; skipped")
+                skips.add((reason, adapter.name))
             continue
         try:
             runs[adapter.name] = build(adapter)

@@ -24,7 +24,7 @@ class Context:
     reps: int = 5
     warmup: int = 1
     device: str = "cpu"
-    skips: set[str] = field(default_factory=set)
+    skips: set[tuple[str, str]] = field(default_factory=set)
 
     def only(self, names: Sequence[str]) -> list[Adapter]:
         return [a for a in self.adapters if a.name in names]

@@ -68,7 +68,7 @@ def run(ctx: Context) -> WorkloadResult:
             spec = Spec("rk4", 0.0, 0.0, {"step_size": 0.1}, mode=mode)
             reason = adapter.unsupported(spec)
             if reason is not None:
-                ctx.skips.add(f"{adapter.name}: {reason}; skipped")
+                ctx.skips.add((reason, adapter.name))
                 continue
             points.extend((adapter.name, mode, s, batch, ctx.device) for s in STEPS)
     rows = [point_row(*point) for point in points]
