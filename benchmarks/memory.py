@@ -4,6 +4,10 @@
 one JSON line: the resident set after imports and set-up (baseline, from
 /proc/self/statm), the peak so far at that moment (import peak) and the peak
 after the forward+backward (both from ``resource.getrusage(...).ru_maxrss``).
+
+On Linux a process started from a large parent begins with the parent's
+ru_maxrss, so this module first starts as a small launcher (no torch imported)
+which runs the measurement in its own child process.
 """
 
 from __future__ import annotations
@@ -11,14 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
 import sys
 import time
-
-import torch
-
-from benchmarks.adapters import Spec, load_adapters
-from benchmarks.fields import CountingField, MLPField
-from benchmarks.runner import make_run
 
 SIZES = [64, 256, 256, 64]
 
@@ -41,6 +40,12 @@ def current_rss_mb() -> float | None:
 
 
 def measure(library: str, mode: str, steps: int, batch: int, device: str) -> dict:
+    import torch
+
+    from benchmarks.adapters import Spec, load_adapters
+    from benchmarks.fields import CountingField, MLPField
+    from benchmarks.runner import make_run
+
     adapters, notes = load_adapters([library])
     if not adapters:
         raise SystemExit(notes[0] if notes else f"unknown library {library}")
@@ -48,7 +53,7 @@ def measure(library: str, mode: str, steps: int, batch: int, device: str) -> dic
     gen = torch.Generator().manual_seed(1)
     y0 = torch.randn(batch, SIZES[0], generator=gen).to(device)
     t = torch.tensor([0.0, 1.0], device=device)
-    spec = Spec("rk4", 0.0, 0.0, {"step_size": 1.0 / steps}, mode=mode)
+    spec = Spec("rk4", 1e-6, 1e-6, {"step_size": 1.0 / steps}, mode=mode)
     run = make_run(adapters[0], field, y0, t, spec)
     baseline, import_peak = current_rss_mb(), max_rss_mb()
     start = time.perf_counter()
@@ -71,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, required=True)
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if not args.child:
+        cmd = [sys.executable, "-m", "benchmarks.memory", "--child", *sys.argv[1:]]
+        return subprocess.run(cmd).returncode
     report = measure(args.library, args.mode, args.steps, args.batch, args.device)
     print(json.dumps(report))
     return 0
