@@ -108,20 +108,25 @@ def test_interleaved_timing_rotates_order_and_records_errors():
 
 def test_tiny_real_workload_with_torchdiffeq(tmp_path):
     pytest.importorskip("torchdiffeq")
-    from benchmarks.adapters import load_adapters
-    from benchmarks.workloads import WORKLOADS
+    from benchmarks.adapters import Spec, load_adapters
+    from benchmarks.workloads import w5
     from benchmarks.workloads.common import Context
 
     adapters, _ = load_adapters(["torchdiffeq"])
-    ctx = Context(adapters, quick=True, reps=1, warmup=0)
-    result = WORKLOADS["W5"][1](ctx)
+    ctx = Context(adapters, reps=2, warmup=1)
+    field, y0, t = w5.problem("cpu")
+    result = WorkloadResult("W5", "tiny")
+    for mode in ("forward", "adjoint"):
+        spec = Spec("dopri5", 1e-5, 1e-5, mode=mode)
+        rows, last = ctx.case("W5", "tiny", field, y0, t, spec)
+        result.rows.extend(rows)
     add_ratios(result.rows)
-    assert result.rows and all(r.library == "torchdiffeq" for r in result.rows)
-    assert all(r.error is None for r in result.rows)
-    adjoint = [r for r in result.rows if r.mode == "adjoint"]
-    assert all(r.nfe_backward and r.nfe_backward > 0 for r in adjoint)
-    errors = [r.metrics["grad_rel_err"] for r in adjoint]
-    assert errors[-1] < errors[0] < 1e-2  # tighter adjoint tolerance, smaller error
+    forward, adjoint = result.rows
+    assert forward.error is None and adjoint.error is None
+    assert len(forward.times_s) == 2 and forward.ratio_to_baseline == 1.0
+    assert forward.nfe_forward > 0 and forward.nfe_backward is None
+    assert adjoint.nfe_backward > 0
+    assert len(last["torchdiffeq"].grads) == len(list(field.parameters()))
     out = tmp_path / "r.json"
     write_json(out, {"cpu": "x"}, ctx, [], [result], 0.0)
-    assert json.loads(out.read_text())["workloads"][0]["name"] == "W5"
+    assert json.loads(out.read_text())["workloads"][0]["rows"][1]["mode"] == "adjoint"
