@@ -14,6 +14,10 @@ from benchmarks.results import WorkloadResult, add_ratios, format_table
 from benchmarks.workloads import WORKLOADS
 from benchmarks.workloads.common import Context
 
+TORCHODE_NOTE = (
+    "torchode: same rtol/atol, but one step size per batch row with an RMS error "
+    "norm over that row (the others: one step size, RMS over the whole batch)"
+)
 DEFAULT_OUT = Path(__file__).parent / "results" / "latest.json"
 
 
@@ -62,6 +66,8 @@ def run_workload(name: str, ctx: Context) -> WorkloadResult:
     result = WORKLOADS[name][1](ctx)
     add_ratios(result.rows)
     result.notes.extend(skip_notes(ctx.skips))
+    if any(r.library == "torchode" and r.mode != "checkpoint" for r in result.rows):
+        result.notes.append(TORCHODE_NOTE)
     return result
 
 
