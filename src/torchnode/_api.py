@@ -34,7 +34,9 @@ def _prepare(
 ) -> tuple[MethodSpec, Problem]:
     spec = resolve_method(method)
     opts = check_method_options(spec.name, options, spec.options)
-    problem = normalize(func, y0, t, rtol, atol, opts)
+    problem = normalize(
+        func, y0, t, rtol, atol, opts, check_tolerances=spec.uses_tolerances
+    )
     return spec, problem
 
 

@@ -1,7 +1,6 @@
 """torch.compile of the vector field inside NeuralODE."""
 
 import importlib
-import os
 import time
 
 import pytest

@@ -26,6 +26,9 @@ class MethodSpec:
     options: frozenset
     tableau: ButcherTableau | None
     run: Callable[..., RunResult]
+    # Whether rtol/atol mean anything to the method (not to explicit fixed-grid
+    # Runge-Kutta methods, which then need no tolerance checks).
+    uses_tolerances: bool = True
 
 
 def _extra_methods() -> dict[str, MethodSpec]:
@@ -61,6 +64,7 @@ def _spec_for_tableau(tab: ButcherTableau) -> MethodSpec:
         lambda p, record_steps=False, **kw: integrate_fixed(
             p, tab, record_steps=record_steps
         ),
+        uses_tolerances=False,
     )
 
 

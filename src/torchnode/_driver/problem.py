@@ -305,6 +305,7 @@ def normalize(
     options: dict,
     *,
     allow_single_time: bool = False,
+    check_tolerances: bool = True,
 ) -> Problem:
     """Checks the inputs and builds the canonical :class:`Problem`."""
     if not callable(func):
@@ -321,7 +322,8 @@ def normalize(
     real = y0_flat.real.dtype if work.is_complex else work
     rtol_n = _tolerance("rtol", rtol, parts, layout, real)
     atol_n = _tolerance("atol", atol, parts, layout, real)
-    rtol_n, atol_n = _clamp_rtol(rtol_n, atol_n, real)
+    if check_tolerances:
+        rtol_n, atol_n = _clamp_rtol(rtol_n, atol_n, real)
     t_dtype = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
     fld = Field(func, layout, t_dtype, work, device)
     norm = _make_norm(options.get("norm"), layout)
