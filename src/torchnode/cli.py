@@ -1,4 +1,5 @@
-"""The ``torchnode`` command line: ``train``, ``evaluate`` and ``tasks``."""
+"""The ``torchnode`` command line: ``train``, ``evaluate``, ``compare`` and
+``tasks``."""
 
 from __future__ import annotations
 
@@ -74,6 +75,23 @@ def _parser() -> argparse.ArgumentParser:
         help="fixed Euler step counts (repeatable; 0 to skip Euler)",
     )
     e.add_argument("--quiet", action="store_true")
+
+    c = sub.add_parser(
+        "compare", help="train resnet, node and anode on one task and report"
+    )
+    c.add_argument(
+        "task",
+        nargs="?",
+        default="crossing",
+        choices=("crossing", "circles", "digits"),
+        help="task (default: crossing)",
+    )
+    c.add_argument("--out", help="report folder (default: runs/compare-<task>-<time>)")
+    c.add_argument("--epochs", type=int, help="epochs for every model")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--threads", type=int, help="CPU threads (0: torch's default)")
+    c.add_argument("--quick", action="store_true", help="tiny budget (seconds)")
+    c.add_argument("--quiet", action="store_true", help="no progress output")
 
     sub.add_parser("tasks", help="list the tasks")
     return p
@@ -248,6 +266,47 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    if args.epochs is not None and args.epochs < 1:
+        raise UserError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.threads is not None and args.threads < 0:
+        raise UserError("--threads must be 0 (torch's default) or positive")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from torchnode.compare import budget_for, run_comparison, write_report
+
+    if args.out:
+        out = Path(args.out)
+    else:
+        out = Path("runs") / f"compare-{args.task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output path {out} exists and is not a folder")
+
+    def progress(text: str) -> None:
+        if not args.quiet:
+            print(text, flush=True)
+
+    budget = budget_for(args.task, quick=args.quick, epochs=args.epochs)
+    comp = run_comparison(
+        args.task, seed=args.seed, budget=budget, quick=args.quick, progress=progress
+    )
+    try:
+        paths = write_report(comp, out)
+    except OSError as exc:
+        raise UserError(f"cannot write the report to {out}: {exc}") from None
+    if not args.quiet:
+        for name, r in comp.summary["models"].items():
+            print(
+                f"{name:<9} accuracy {r['accuracy']:.3f} loss {r['loss']:.4f} "
+                f"params {r['params']} nfe {r['nfe_forward']:.1f}/"
+                f"{r['nfe_backward']:.1f} time {r['wall_time_s']:.1f}s"
+            )
+        print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def _cmd_tasks(args: argparse.Namespace) -> int:
     from torchnode.tasks.registry import TASKS
 
@@ -261,7 +320,12 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit status."""
     args = _parser().parse_args(argv)
-    commands = {"train": _cmd_train, "evaluate": _cmd_evaluate, "tasks": _cmd_tasks}
+    commands = {
+        "train": _cmd_train,
+        "evaluate": _cmd_evaluate,
+        "compare": _cmd_compare,
+        "tasks": _cmd_tasks,
+    }
     try:
         return commands[args.command](args)
     except UserError as exc:
