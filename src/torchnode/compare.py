@@ -515,13 +515,13 @@ def memory_sweep(
                 _replace(resnet, m, new)
                 break
         row: dict[str, Any] = {"depth": depth}
-        row["resnet"] = measure_step_memory(resnet, x, lambda out: _loss(kind, out, y))
+        row["resnet"] = measure_step_memory(resnet, x, _loss_on(kind, y))
         node = models["node"]
         for gradient in ("direct", "adjoint"):
             opts = {"step_size": 1.0 / depth}
             with solver_overrides(node, method=method, options=opts, gradient=gradient):
                 row[f"node_{gradient}"] = measure_step_memory(
-                    node, x, lambda out: _loss(kind, out, y)
+                    node, x, _loss_on(kind, y)
                 )
         rows.append(row)
     return rows
@@ -667,7 +667,7 @@ def run_comparison(
         )
         test = evaluate(task, model, data.x_test, data.y_test)
         xb, yb = data.x_train[: budget.batch_size], data.y_train[: budget.batch_size]
-        peak = measure_step_memory(model, xb, lambda out, yb=yb: _loss(kind, out, yb))
+        peak = measure_step_memory(model, xb, _loss_on(kind, yb))
         last = trained["rows"][-1]
         results[name] = {
             "accuracy": test["accuracy"],
