@@ -313,6 +313,10 @@ class _Adaptive:
 
     def _result(self, ys: list[torch.Tensor], event_t: float | None) -> RunResult:
         self.stats.nfe = self.p.field.nfe
+        bind = getattr(self.stepper, "bind", None)
+        if bind is not None:
+            # Steps replayed later (checkpointed gradients) are not counted.
+            bind(None, None)
         return RunResult(ys, self.stats, self.steps, event_t, self.stepper)
 
     def _check_finite_start(self, t: float, y, f) -> None:

@@ -196,7 +196,10 @@ def jacobian(
     if field.observer is not None:
         field.observer(t)
     with torch.enable_grad():
-        y = y0 if create and y0.requires_grad else y0.detach().requires_grad_()
+        # Differentiating at y0 itself would make autograd walk the whole graph
+        # of the solve so far at every step; a fresh leaf keeps it to one
+        # evaluation, and _Reattach routes the dependence on y0 back.
+        y = y0.detach().requires_grad_()
         tt = field.time(t).detach().requires_grad_()
         out = layout.flatten(field.func(tt, layout.unflatten(y)), field.work_dtype)
         if not out.requires_grad:
@@ -205,7 +208,57 @@ def jacobian(
         gy, gt = _vjp_rows(out, (y, tt), create)
     jac = out.new_zeros((out.shape[0], out.shape[0])) if gy is None else gy
     fx = None if gt is None else gt.reshape(-1).to(out.dtype)
+    if create and y0.requires_grad and jac.requires_grad:
+        if fx is None:
+            (jac,) = _Reattach.apply(y0, y, jac)
+        else:
+            jac, fx = _Reattach.apply(y0, y, jac, fx)
     return jac, fx
+
+
+class _Reattach(torch.autograd.Function):
+    """Passes ``outs``, computed at the leaf ``y_leaf``, on unchanged, and makes
+    them depend on ``y0`` as they do on ``y_leaf`` (first derivatives only)."""
+
+    @staticmethod
+    def forward(ctx, y0, y_leaf, *outs):
+        ctx.y_leaf = y_leaf
+        ctx.outs = outs
+        return tuple(o.detach().clone() for o in outs)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):
+        with torch.enable_grad():
+            (g_y0,) = torch.autograd.grad(
+                ctx.outs, ctx.y_leaf, grads, retain_graph=True, allow_unused=True
+            )
+        return (g_y0, None, *grads)
+
+
+class _Factorised:
+    """``W^-1 b`` from one factorisation of ``W`` per step.
+
+    Without a graph: ``lu_factor`` and ``lu_solve``. Under autograd: the
+    inverse (itself from an LU factorisation) and matrix-vector products,
+    whose backward is a few matrix products; the backward of ``lu_solve`` and
+    of triangular solves runs ``tril``/``triu`` per call, which on small
+    matrices costs far more than the solve.
+    """
+
+    def __init__(self, w: torch.Tensor) -> None:
+        self.graph = w.requires_grad
+        if self.graph:
+            self.inv, info = torch.linalg.inv_ex(w)
+            self.ok = int(info) == 0 and bool(torch.isfinite(self.inv.detach()).all())
+        else:
+            self.lu, self.piv, info = torch.linalg.lu_factor_ex(w)
+            self.ok = int(info) == 0
+
+    def __call__(self, b: torch.Tensor) -> torch.Tensor:
+        if self.graph:
+            return self.inv @ b
+        return torch.linalg.lu_solve(self.lu, self.piv, b[:, None])[:, 0]
 
 
 class RosenbrockStepper:
@@ -276,11 +329,11 @@ class RosenbrockStepper:
         jac, fx = self._jacobian(field, t0, t1, y0, f0)
         n = y0.shape[0]
         w = torch.diagflat(jac.new_full((n,), 1.0 / (h * GAMMA))) - jac
-        lu, piv, info = torch.linalg.lu_factor_ex(w)
+        solve = _Factorised(w)
         if self.stats is not None:
             self.stats.n_lu += 1
         k = y0.new_zeros((N_STAGES, n))
-        if int(info) != 0:
+        if not solve.ok:
             # W is singular: a non-finite error makes the loop shrink the step.
             k = k + math.nan
             nan = y0 + math.nan
@@ -299,7 +352,7 @@ class RosenbrockStepper:
                 rhs = rhs + (h * _D[i]) * fx
             if i > 0:
                 rhs = torch.addmv(rhs, k[:i].T, self._cu[i], alpha=1.0 / h)
-            k[i] = torch.linalg.lu_solve(lu, piv, rhs[:, None])[:, 0]
+            k[i] = solve(rhs)
         y1 = torch.addmv(y0, k.T, self._m)
         return StepResult(y1, None, k[N_STAGES - 1], k, None)
 
