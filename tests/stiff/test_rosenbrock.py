@@ -379,3 +379,15 @@ def test_float32_robertson():
         robertson, y0.double(), t.double(), method="rodas4", rtol=1e-9, atol=1e-13
     ).ys[-1]
     assert torch.allclose(sol.ys[-1].double(), ref, rtol=1e-2, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", ["rodas4", "auto"])
+def test_events_and_per_sample_are_refused(method):
+    y0 = torch.tensor([1.0], dtype=F64)
+    t = torch.tensor([0.0, 1.0], dtype=F64)
+    with pytest.raises(ValueError, match="events are not supported"):
+        torchnode.odeint(
+            lambda t, y: -y, y0, t, method=method, event_fn=lambda t, y: y[0] - 0.5
+        )
+    with pytest.raises(ValueError, match="per-sample"):
+        torchnode.solve(lambda t, y: -y, y0[None], t, method=method, per_sample=True)
