@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -54,7 +55,7 @@ class RunResult:
     stats: Stats
     steps: list[AcceptedStep] = field(default_factory=list)
     event_t: float | None = None
-    stepper: RKStepper | None = None
+    stepper: Any = None
 
 
 EventHook = Callable[[float, float, torch.Tensor, torch.Tensor, Callable], float | None]
@@ -66,16 +67,22 @@ class _Adaptive:
     def __init__(
         self,
         problem: Problem,
-        tableau: ButcherTableau,
+        tableau: ButcherTableau | None,
         *,
         record_steps: bool,
         dense: bool,
+        stepper: Any = None,
     ) -> None:
         opts = problem.options
         self.p = problem
         self.field = problem.field
-        self.tab = tableau
-        self.stepper = RKStepper(tableau, problem.y0.dtype, problem.y0.device)
+        if stepper is None:
+            assert tableau is not None
+            stepper = RKStepper(tableau, problem.y0.dtype, problem.y0.device)
+        # Any object with RKStepper's step/dense_stages/dense and a `tableau`
+        # giving name, order, error_order and b_error2.
+        self.stepper = stepper
+        self.tab = tableau = stepper.tableau
         k = min(tableau.order, tableau.error_order or tableau.order) + 1
         self.controller = make_controller(
             opts.get("controller", "pi"),
@@ -91,6 +98,11 @@ class _Adaptive:
         self.record_steps = record_steps
         self.dense = dense
         self.stats = Stats()
+        bind = getattr(stepper, "bind", None)
+        if bind is not None:
+            # Steppers with their own counters (Jacobians, LU factorisations,
+            # switches of method) keep them in the loop's statistics.
+            bind(self.stats, self.controller)
         self.steps: list[AcceptedStep] = []
         self.grad = torch.is_grad_enabled()
         y0 = problem.y0
@@ -301,6 +313,10 @@ class _Adaptive:
 
     def _result(self, ys: list[torch.Tensor], event_t: float | None) -> RunResult:
         self.stats.nfe = self.p.field.nfe
+        bind = getattr(self.stepper, "bind", None)
+        if bind is not None:
+            # Steps replayed later (checkpointed gradients) are not counted.
+            bind(None, None)
         return RunResult(ys, self.stats, self.steps, event_t, self.stepper)
 
     def _check_finite_start(self, t: float, y, f) -> None:
@@ -347,11 +363,12 @@ def _callbacks(func) -> tuple:
 
 def integrate_adaptive(
     problem: Problem,
-    tableau: ButcherTableau,
+    tableau: ButcherTableau | None,
     *,
     record_steps: bool = False,
     dense: bool = False,
     event_hook: EventHook | None = None,
+    stepper: Any = None,
 ) -> RunResult:
     """Solves ``problem`` with an embedded explicit Runge-Kutta pair.
 
@@ -362,6 +379,8 @@ def integrate_adaptive(
         dense: also keep each step's dense-output stages (``Solution.evaluate``).
         event_hook: called after each accepted step; returns an event time to
             stop at, or ``None``.
+        stepper: a stepper to use instead of the tableau's Runge-Kutta one
+            (same interface; ``tableau`` may then be ``None``).
 
     Returns:
         A :class:`RunResult` with the flat outputs at ``problem.t``.
@@ -370,6 +389,6 @@ def integrate_adaptive(
         SolverError: step-size underflow, a non-finite state, or more than
             ``max_num_steps`` steps.
     """
-    return _Adaptive(problem, tableau, record_steps=record_steps, dense=dense).run(
-        event_hook
-    )
+    return _Adaptive(
+        problem, tableau, record_steps=record_steps, dense=dense, stepper=stepper
+    ).run(event_hook)

@@ -32,6 +32,10 @@ class MethodSpec:
 
 
 def _extra_methods() -> dict[str, MethodSpec]:
+    return {**_adams_methods(), **_rosenbrock_methods()}
+
+
+def _adams_methods() -> dict[str, MethodSpec]:
     try:
         from .._numerics.adams import ADAMS_METHODS
     except ImportError:
@@ -39,6 +43,17 @@ def _extra_methods() -> dict[str, MethodSpec]:
     return {
         name: MethodSpec(name, False, ADAMS_OPTIONS, None, integrate)
         for name, integrate in ADAMS_METHODS.items()
+    }
+
+
+def _rosenbrock_methods() -> dict[str, MethodSpec]:
+    try:
+        from .._numerics.rosenbrock import ROSENBROCK_METHODS
+    except ImportError:
+        return {}
+    return {
+        name: MethodSpec(name, True, ADAPTIVE_OPTIONS, None, integrate)
+        for name, integrate in ROSENBROCK_METHODS.items()
     }
 
 
