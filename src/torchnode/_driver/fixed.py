@@ -33,22 +33,38 @@ _MERGE_FRACTION = 1e-9
 _FINITE_CHECK_EVERY = 32
 
 
-def _regular_grid(t0: float, t1: float, step: float) -> list[float]:
+# Also merged: nodes within this many units of the time dtype's resolution at
+# the interval's scale. Output times given in float32 sit up to half an ulp away
+# from the float64 grid nodes they name (float32(2.2) = 2.2 + 4.8e-8); without
+# this a sliver step of that length would follow.
+_MERGE_ULPS = 4.0
+
+
+def _merge_distance(times: list[float], t_dtype: torch.dtype) -> float:
+    scale = max(abs(times[0]), abs(times[-1]))
+    return _MERGE_ULPS * torch.finfo(t_dtype).eps * scale
+
+
+def _regular_grid(t0: float, t1: float, step: float, close: float) -> list[float]:
     direction = 1.0 if t1 >= t0 else -1.0
     n = math.ceil(abs(t1 - t0) / step)
     nodes = [t0 + k * step * direction for k in range(n)]
     # Drop nodes that round onto or past the end; the end is appended exactly.
-    nodes = [x for x in nodes if (t1 - x) * direction > _MERGE_FRACTION * step]
+    gap = max(_MERGE_FRACTION * step, close)
+    nodes = [x for x in nodes if (t1 - x) * direction > gap]
     return [*nodes, t1]
 
 
-def _merge(grid: list[float], outputs: list[float], direction: float) -> list[float]:
+def _merge(
+    grid: list[float], outputs: list[float], direction: float, close: float = 0.0
+) -> list[float]:
     """Union of grid nodes and output times in the direction of travel."""
     merged = sorted(set(grid) | set(outputs), key=lambda x: x * direction)
     out: list[float] = []
     outs = set(outputs)
+    gap = max(_MERGE_FRACTION * abs(merged[-1] - merged[0]), close)
     for x in merged:
-        if out and abs(x - out[-1]) <= _MERGE_FRACTION * abs(merged[-1] - merged[0]):
+        if out and abs(x - out[-1]) <= gap:
             if x in outs:
                 out[-1] = x
             continue
@@ -63,6 +79,7 @@ def build_grid(problem: Problem) -> list[float]:
     t0, t1 = times[0], times[-1]
     direction = 1.0 if t1 >= t0 else -1.0
     step = opts.get("step_size")
+    close = _merge_distance(times, problem.t_tensor.dtype)
     constructor = opts.get("grid_constructor")
     if step is not None and constructor is not None:
         raise ValueError(
@@ -84,11 +101,11 @@ def build_grid(problem: Problem) -> list[float]:
         step = float(step)
         if not (math.isfinite(step) and step > 0):
             raise ValueError(f"options['step_size'] must be positive, but got {step}")
-        grid = _regular_grid(t0, t1, step)
+        grid = _regular_grid(t0, t1, step, close)
     else:
         grid = [t0, t1]
     if opts.get("interp") is None or (step is None and constructor is None):
-        return _merge(grid, times, direction)
+        return _merge(grid, times, direction, close)
     return grid
 
 
