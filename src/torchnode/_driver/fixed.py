@@ -38,6 +38,9 @@ _FINITE_CHECK_EVERY = 32
 # from the float64 grid nodes they name (float32(2.2) = 2.2 + 4.8e-8); without
 # this a sliver step of that length would follow.
 _MERGE_ULPS = 4.0
+# More nodes than this cannot be stepped through in reasonable time (nor held
+# as a list); such a grid is a mistake in step_size or t, reported as one.
+_MAX_GRID_STEPS = 10**8
 
 
 def _merge_distance(times: list[float], t_dtype: torch.dtype) -> float:
@@ -47,7 +50,14 @@ def _merge_distance(times: list[float], t_dtype: torch.dtype) -> float:
 
 def _regular_grid(t0: float, t1: float, step: float, close: float) -> list[float]:
     direction = 1.0 if t1 >= t0 else -1.0
-    n = math.ceil(abs(t1 - t0) / step)
+    n_float = abs(t1 - t0) / step
+    if not n_float <= _MAX_GRID_STEPS:
+        raise ValueError(
+            f"options['step_size'] = {step} needs {n_float:.3g} steps from t = {t0} "
+            f"to t = {t1}, more than {_MAX_GRID_STEPS:.0e}; use a larger step_size "
+            "or an adaptive method"
+        )
+    n = math.ceil(n_float)
     nodes = [t0 + k * step * direction for k in range(n)]
     # Drop nodes that round onto or past the end; the end is appended exactly.
     gap = max(_MERGE_FRACTION * step, close)

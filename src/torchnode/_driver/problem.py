@@ -156,6 +156,11 @@ def _check_t(t, device: torch.device, allow_single: bool = False) -> torch.Tenso
 def _check_times(times: list[float]) -> None:
     if not all(math.isfinite(x) for x in times):
         raise ValueError(f"t must be finite, but got {times}")
+    if not math.isfinite(times[-1] - times[0]):
+        raise ValueError(
+            f"t must span a finite interval, but t[-1] - t[0] overflows: "
+            f"t[0] = {times[0]}, t[-1] = {times[-1]}"
+        )
     diffs = [b - a for a, b in itertools.pairwise(times)]
     if any(d > 0 for d in diffs) and any(d < 0 for d in diffs):
         i = next(
