@@ -49,7 +49,7 @@ def test_checkpoint_gradient_equals_direct_on_an_adaptive_solve(method):
         y0 = torch.tensor([1.0, -0.5], dtype=F64, requires_grad=True)
         k = torch.tensor(0.8, dtype=F64, requires_grad=True)
         sol = torchnode.solve(
-            lambda t, y: k * (A @ y) - y**3,
+            lambda t, y, k=k: k * (A @ y) - y**3,
             y0,
             torch.tensor([0.0, 0.3, 0.9, 2.0], dtype=F64),
             method=method,
@@ -68,7 +68,7 @@ def _adjoint_vs_direct(tol: float) -> float:
         k = torch.tensor(0.8, dtype=F64, requires_grad=True)
         y0 = torch.tensor([1.0, -0.5], dtype=F64, requires_grad=True)
         sol = torchnode.solve(
-            lambda t, y: k * (A @ y) - y**3,
+            lambda t, y, k=k: k * (A @ y) - y**3,
             y0,
             torch.tensor([0.0, 1.0, 3.0], dtype=F64),
             rtol=1e-10,
