@@ -320,3 +320,33 @@ def test_non_finite_field_value_mid_solve_is_reported():
             torchnode.odeint(f, ONE, T01)
     assert info.value.reason == "non_finite"
     assert info.value.t == pytest.approx(0.5, abs=0.05)
+
+
+def test_time_span_that_overflows_is_rejected():
+    t = torch.tensor([-1.7e308, 1.7e308], dtype=F64)
+    with pytest.raises(ValueError, match="overflows"):
+        torchnode.odeint(_decay, ONE, t)
+
+
+def test_fixed_grid_with_absurd_step_count_is_rejected_at_once():
+    t = torch.tensor([0.0, 1e300], dtype=F64)
+    with pytest.raises(ValueError, match="step_size"):
+        torchnode.odeint(_decay, ONE, t, method="rk4", options={"step_size": 0.1})
+
+
+def test_a_normal_step_on_a_huge_interval_is_not_an_underflow():
+    # The solve is stability-bound, so it ends on the step budget, far along.
+    with pytest.raises(SolverError) as info:
+        torchnode.odeint(
+            _decay,
+            ONE,
+            torch.tensor([0.0, 1e300], dtype=F64),
+            options={"max_num_steps": 50},
+        )
+    assert info.value.reason == "max_num_steps"
+    assert info.value.t > 5.0
+
+
+def test_subnormal_interval_is_solved_without_underflow_error():
+    y = torchnode.odeint(_decay, ONE, torch.tensor([0.0, 5e-324], dtype=F64))
+    assert float(y[-1]) == 1.0
