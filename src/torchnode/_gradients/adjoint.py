@@ -24,6 +24,7 @@ when ``g`` is a sum of many nearly cancelling terms (then use the full norm).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -188,8 +189,13 @@ def _backward_problem(
 class _Adjoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, spec, problem, settings, holder, y0, *params):
+        # The solve runs on a detached copy: a field that differentiates
+        # itself must see a state with no history, or its own autograd call
+        # would reach the caller's graph instead of its input.
+        run_on = dataclasses.replace(problem, y0=y0.detach())
+
         def run() -> RunResult:
-            return run_problem(spec, problem, dense=holder["dense"])
+            return run_problem(spec, run_on, dense=holder["dense"])
 
         res = run_without_graph(run)
         holder["res"] = res
