@@ -267,7 +267,8 @@ class _Adaptive:
                 f1 = res.f1 if res.f1 is not None else p.field(t1, y1)
                 stages_fn = _StagesCache(stepper, p.field, t, t1, y, res.k, f1)
                 if self.record_steps or self.dense:
-                    stages = stages_fn() if self.dense else None
+                    # Copied: without autograd the stepper reuses its buffers.
+                    stages = stages_fn().clone() if self.dense else None
                     y_rec = y if self.dense else y.detach()
                     self.steps.append(
                         AcceptedStep(t, t1, y_rec, stages, nudge_start, at_jump)
