@@ -1,10 +1,12 @@
-"""The training loop: Adam, per-epoch metrics, run folders, resume, DDP."""
+"""The training loop: Adam with cosine learning-rate decay, per-epoch metrics,
+run folders, resume, DDP."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import math
 import os
 import random
 import resource
@@ -294,6 +296,24 @@ def load_run(run_dir: Path) -> tuple[TrainConfig, Task, nn.Module, TaskData]:
     return config, task, model, data
 
 
+def _set_lr(
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    epoch: int,
+    batch: int,
+    n_batches: int,
+) -> None:
+    """Cosine decay of the learning rate from ``lr`` to 0 over the run.
+
+    A function of the position in the run alone, so a resumed run follows the
+    same schedule with no scheduler state to save.
+    """
+    progress = (epoch * n_batches + batch) / max(config.epochs * n_batches, 1)
+    lr = 0.5 * config.lr * (1.0 + math.cos(math.pi * progress))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
 def _check_writable(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -433,6 +453,7 @@ def _train(
                 loss = _loss(task, out, y)
                 loss.backward()
                 nfe_b = count_nfe(model)[1]
+                _set_lr(optimizer, config, epoch, batch_index, len(batches))
                 optimizer.step()
                 acc["loss"] += float(loss.detach()) * len(idx)
                 acc["metric"] += _batch_metric(task, out.detach(), y)
