@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,6 +22,9 @@ from .._numerics.tableau import ButcherTableau
 from .diagnose import STABILITY_LIMIT, describe_non_finite, stiffness_estimate
 from .problem import Problem, sorted_times_in
 from .solution import Stats
+
+if TYPE_CHECKING:
+    from .._numerics.implicit import ImplicitTableau
 
 __all__ = ["AcceptedStep", "RunResult", "integrate_adaptive"]
 
@@ -54,7 +58,7 @@ class RunResult:
     stats: Stats
     steps: list[AcceptedStep] = field(default_factory=list)
     event_t: float | None = None
-    stepper: RKStepper | None = None
+    stepper: Any = None
 
 
 EventHook = Callable[[float, float, torch.Tensor, torch.Tensor, Callable], float | None]
@@ -66,16 +70,20 @@ class _Adaptive:
     def __init__(
         self,
         problem: Problem,
-        tableau: ButcherTableau,
+        tableau: ButcherTableau | ImplicitTableau,
         *,
         record_steps: bool,
         dense: bool,
+        stepper: Any = None,
     ) -> None:
         opts = problem.options
         self.p = problem
         self.field = problem.field
         self.tab = tableau
-        self.stepper = RKStepper(tableau, problem.y0.dtype, problem.y0.device)
+        if stepper is None:
+            assert isinstance(tableau, ButcherTableau)
+            stepper = RKStepper(tableau, problem.y0.dtype, problem.y0.device)
+        self.stepper = stepper
         k = min(tableau.order, tableau.error_order or tableau.order) + 1
         self.controller = make_controller(
             opts.get("controller", "pi"),
@@ -347,11 +355,12 @@ def _callbacks(func) -> tuple:
 
 def integrate_adaptive(
     problem: Problem,
-    tableau: ButcherTableau,
+    tableau: ButcherTableau | ImplicitTableau,
     *,
     record_steps: bool = False,
     dense: bool = False,
     event_hook: EventHook | None = None,
+    stepper: Any = None,
 ) -> RunResult:
     """Solves ``problem`` with an embedded explicit Runge-Kutta pair.
 
@@ -362,6 +371,9 @@ def integrate_adaptive(
         dense: also keep each step's dense-output stages (``Solution.evaluate``).
         event_hook: called after each accepted step; returns an event time to
             stop at, or ``None``.
+        stepper: takes the steps instead of an ``RKStepper`` of ``tableau``
+            (an implicit method's stepper, with the same interface); ``tableau``
+            then only supplies the name and orders.
 
     Returns:
         A :class:`RunResult` with the flat outputs at ``problem.t``.
@@ -370,6 +382,6 @@ def integrate_adaptive(
         SolverError: step-size underflow, a non-finite state, or more than
             ``max_num_steps`` steps.
     """
-    return _Adaptive(problem, tableau, record_steps=record_steps, dense=dense).run(
-        event_hook
-    )
+    return _Adaptive(
+        problem, tableau, record_steps=record_steps, dense=dense, stepper=stepper
+    ).run(event_hook)

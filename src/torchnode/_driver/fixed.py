@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import torch
 
@@ -87,9 +88,14 @@ def build_grid(problem: Problem) -> list[float]:
 
 
 def integrate_fixed(
-    problem: Problem, tableau: ButcherTableau, *, record_steps: bool = False
+    problem: Problem,
+    tableau: ButcherTableau | None,
+    *,
+    record_steps: bool = False,
+    stepper: Any = None,
 ) -> RunResult:
-    """Solves ``problem`` on a fixed grid with an explicit Runge-Kutta method.
+    """Solves ``problem`` on a fixed grid with an explicit Runge-Kutta method,
+    or with ``stepper`` (an implicit method's, same interface) when given.
 
     Returns:
         A :class:`RunResult` with the flat outputs at ``problem.t``.
@@ -103,7 +109,9 @@ def integrate_fixed(
     perturb = bool(p.options.get("perturb", False))
     times = p.t
     grid = build_grid(p)
-    stepper = RKStepper(tableau, p.y0.dtype, p.y0.device)
+    if stepper is None:
+        assert tableau is not None
+        stepper = RKStepper(tableau, p.y0.dtype, p.y0.device)
     direction = 1.0 if times[-1] >= times[0] else -1.0
     stats = Stats()
     steps: list[AcceptedStep] = []

@@ -29,14 +29,29 @@ class MethodSpec:
 
 
 def _extra_methods() -> dict[str, MethodSpec]:
+    specs: dict[str, MethodSpec] = {}
     try:
         from .._numerics.adams import ADAMS_METHODS
     except ImportError:
-        return {}
-    return {
-        name: MethodSpec(name, False, ADAMS_OPTIONS, None, integrate)
-        for name, integrate in ADAMS_METHODS.items()
-    }
+        pass
+    else:
+        specs.update(
+            (name, MethodSpec(name, False, ADAMS_OPTIONS, None, integrate))
+            for name, integrate in ADAMS_METHODS.items()
+        )
+    try:
+        from .._numerics.implicit import (
+            IMPLICIT_ADAPTIVE_OPTIONS,
+            IMPLICIT_FIXED_OPTIONS,
+            IMPLICIT_METHODS,
+        )
+    except ImportError:
+        pass
+    else:
+        for name, (adaptive, integrate) in IMPLICIT_METHODS.items():
+            opts = IMPLICIT_ADAPTIVE_OPTIONS if adaptive else IMPLICIT_FIXED_OPTIONS
+            specs[name] = MethodSpec(name, adaptive, opts, None, integrate)
+    return specs
 
 
 def method_names() -> list[str]:

@@ -23,6 +23,9 @@ class Stats:
             until ``backward()`` has run through the solve).
         n_steps_backward: steps of the backward pass (adjoint solve, or steps
             recomputed by the checkpoint mode).
+        n_jac: Jacobians ``df/dy`` evaluated by an implicit method (0 for
+            explicit ones).
+        n_lu: LU factorisations of Newton matrices by an implicit method.
 
     In a per-sample solve (``solve(..., per_sample=True)``) ``n_steps``,
     ``n_accepted`` and ``n_rejected`` are int64 tensors ``[batch]``, one count
@@ -35,6 +38,8 @@ class Stats:
     n_rejected: int = 0
     nfe_backward: int = 0
     n_steps_backward: int = 0
+    n_jac: int = 0
+    n_lu: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
