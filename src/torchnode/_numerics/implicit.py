@@ -16,6 +16,14 @@ adaptive loop as the explicit pairs (controller, outputs, statistics); a step
 whose Newton iteration fails is rejected and retried with a step five times
 shorter. Its dense output is cubic Hermite on ``(y0, f0, y1, f1)`` (order 3).
 
+Gradients: ``'direct'`` differentiates each converged stage solve by the
+implicit function theorem (never through the Newton iterations); ``'checkpoint'``
+replays the steps with the same stepper; ``'adjoint'`` solves the augmented
+system with the same method, its Jacobian taken by forward differences (the
+augmented field is not differentiable by autograd). The adjoint solve runs the
+state backwards, where a fast-decaying mode grows like ``exp(|lambda| T)``, so on
+strongly stiff problems its gradient is the least accurate of the three.
+
 The Newton iterations stop at a tolerance set by rtol/atol (``kappa`` times
 the scaled norm), with rtol held at or above ``20 eps`` of the dtype so that a
 float32 solve can converge.
