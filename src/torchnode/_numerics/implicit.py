@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from .._driver.adaptive import RunResult, integrate_adaptive
-from .._driver.fixed import integrate_fixed
+from .._driver.fixed import _hermite, integrate_fixed
 from .._driver.problem import ADAPTIVE_OPTIONS, FIXED_OPTIONS, Problem
 from .._errors import SolverError
 from .newton import ImplicitGrad, NewtonFailure, NewtonSolver, jacobian
@@ -64,6 +64,9 @@ KAPPA_ADAPTIVE = 0.03
 # A failed Newton iteration reports this scaled error, so the controller shrinks
 # the step by its largest factor (``dfactor``).
 _FAILED_ERROR = 1e6
+# The stage predictor extrapolates the previous step's interpolant only for a
+# step at most this many times longer.
+_MAX_EXTRAPOLATION = 3.0
 
 
 @dataclass(frozen=True)
@@ -405,6 +408,10 @@ class ImplicitStepper:
             self._d = vec(b @ a_inv)
         self._interp = _hermite_weights(b_k, n_rows, n_rows + 1)
         self.dense_needs_f1 = True
+        # (t0, t1, y0, y1, f0, f1) of the last accepted step, and of the last
+        # attempted one (accepted if the next step starts from its end).
+        self._prev: tuple | None = None
+        self._pending: tuple | None = None
 
     # -- the step --------------------------------------------------------------
 
@@ -475,6 +482,7 @@ class ImplicitStepper:
         nt = self.newton
         grad = torch.is_grad_enabled()
         y0_d = y0.detach()
+        prev = self._previous_step(t0, y0)
         ks: list[torch.Tensor] = [f0]
         z = y0
         for i in range(self._first, self.tableau.n_stages):
@@ -488,7 +496,9 @@ class ImplicitStepper:
             else:
                 base = y0
             base_d = base.detach()
-            guess = base_d + hg * ks[-1].detach()
+            guess = self._stage_guess(
+                prev, t0, t1, t_i, lambda b=base_d, hg=hg: b + hg * ks[-1].detach()
+            )
 
             def residual(z, base_d=base_d, t_i=t_i, pert=pert, hg=hg):
                 return z - base_d - hg * field(t_i, z, pert)
@@ -519,7 +529,27 @@ class ImplicitStepper:
         if self._e_k is not None:
             y_error = torch.addmv(y0, k.T, self._e_k, beta=0, alpha=h)
         f1 = k[-1] if self.fsal else None
+        if self.adaptive and f1 is not None:
+            self._pending = (t0, t1, y0_d, y1.detach(), f0.detach(), f1.detach(), y1)
         return StepResult(y1, f1, y_error, k, None)
+
+    def _previous_step(self, t0: float, y0: torch.Tensor) -> tuple | None:
+        """The last accepted step when this one continues it, for the stage
+        predictor (an extrapolation of its cubic Hermite interpolant)."""
+        pend = self._pending
+        if pend is not None and pend[1] == t0 and pend[6] is y0:
+            self._prev = pend[:6]
+        self._pending = None
+        prev = self._prev
+        if prev is None or prev[1] != t0:
+            return None
+        return prev
+
+    def _stage_guess(self, prev, t0, t1, t_i, fallback):
+        # Extrapolating far beyond the previous step is worse than no guess.
+        if prev is None or abs(t1 - t0) > _MAX_EXTRAPOLATION * abs(prev[1] - prev[0]):
+            return fallback()
+        return _hermite(*prev[2:], prev[0], prev[1], t_i)
 
     def _step_coupled(self, field, t0, t1, y0, f0, perturb) -> StepResult:
         h = t1 - t0

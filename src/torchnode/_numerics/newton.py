@@ -36,7 +36,7 @@ from .norms import Norm
 __all__ = ["ImplicitGrad", "NewtonSolver", "jacobian"]
 
 # Contraction rate above which the Jacobian is refreshed for the next solve.
-_THETA_SLOW = 0.5
+_THETA_SLOW = 0.2
 
 
 def jacobian(
