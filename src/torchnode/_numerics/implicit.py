@@ -411,6 +411,10 @@ class ImplicitStepper:
         # (t0, t1, y0, y1, f0, f1) of the last accepted step, and of the last
         # attempted one (accepted if the next step starts from its end).
         self._prev: tuple | None = None
+        # Whether the field's output carries a graph (to parameters) when its
+        # input does not; None until the first evaluation under autograd. When
+        # it does not, and the state carries none, no gradient path is built.
+        self._field_grad: bool | None = None
         self._pending: tuple | None = None
 
     # -- the step --------------------------------------------------------------
@@ -516,8 +520,9 @@ class ImplicitStepper:
             with torch.no_grad():
                 z_d = self._solve(field, t0, y0_d, 0, attempt)
             z = z_d
-            if grad:
+            if grad and (self._field_grad is not False or base.requires_grad):
                 fz = field(t_i, z_d, pert)
+                self._field_grad = fz.requires_grad
                 if fz.requires_grad or base.requires_grad:
                     z_map = base + hg * fz
 
@@ -589,8 +594,12 @@ class ImplicitStepper:
         with torch.no_grad():
             z_d = self._solve(field, t0, y0_d, 0, attempt)
         z = z_d
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() and (
+            self._field_grad is not False or y0.requires_grad
+        ):
             f_all = stages(z_d, y0)
+            if y0.requires_grad is False:
+                self._field_grad = f_all.requires_grad
             if f_all.requires_grad:
                 z_map = h * (a @ f_all)
                 z = ImplicitGrad.apply(z_map, lambda: matrix_at(z_d))
