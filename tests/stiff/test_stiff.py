@@ -293,8 +293,8 @@ def test_gradcheck_adjoint():
     y0 = torch.tensor([1.0, -0.5], dtype=torch.float64, requires_grad=True)
     a = torch.tensor([[-20.0, 1.0], [0.5, -1.0]], dtype=torch.float64)
     a.requires_grad_()
-    fn = _run("kvaerno5", {}, "adjoint", rtol=1e-10, atol=1e-12)
-    assert torch.autograd.gradcheck(fn, (y0, a), atol=1e-6, rtol=1e-5)
+    fn = _run("kvaerno5", {}, "adjoint", rtol=1e-9, atol=1e-11)
+    assert torch.autograd.gradcheck(fn, (y0, a), atol=1e-5, rtol=1e-4)
 
 
 def test_direct_gradient_does_not_differentiate_newton():
@@ -314,3 +314,18 @@ def test_direct_gradient_does_not_differentiate_newton():
         grads.append(torch.autograd.grad(out.sum(), (y0, a)))
     for g0, g1 in zip(*grads):
         torch.testing.assert_close(g0, g1, rtol=1e-6, atol=1e-8)
+
+
+def test_adjoint_fixed_grid_matches_direct():
+    # The augmented system's Jacobian comes from forward differences; the
+    # adjoint gradient agrees with the discrete one to the method's error, grown
+    # by the backward reconstruction of the state (exp(20 * 0.5) here).
+    y0 = torch.tensor([1.0, -0.5], dtype=torch.float64, requires_grad=True)
+    a = torch.tensor([[-20.0, 1.0], [0.5, -1.0]], dtype=torch.float64)
+    a.requires_grad_()
+    grads = []
+    for gradient in ("direct", "adjoint"):
+        out = _run("radauIIA5", {"step_size": 0.02}, gradient)(y0, a)
+        grads.append(torch.autograd.grad(out.sum(), (y0, a)))
+    for g0, g1 in zip(*grads):
+        torch.testing.assert_close(g0, g1, rtol=5e-3, atol=1e-5)
