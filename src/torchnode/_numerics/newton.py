@@ -59,7 +59,8 @@ def jacobian(
                 (jac,) = torch.autograd.grad(
                     out, yv, eye, retain_graph=True, is_grads_batched=True
                 )
-            except RuntimeError:
+            except (RuntimeError, NotImplementedError):
+                # An operation without a batching rule: one product per row.
                 rows = [
                     torch.autograd.grad(out, yv, eye[i], retain_graph=True)[0]
                     for i in range(n)
