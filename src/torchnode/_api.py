@@ -34,7 +34,9 @@ def _prepare(
 ) -> tuple[MethodSpec, Problem]:
     spec = resolve_method(method)
     opts = check_method_options(spec.name, options, spec.options)
-    problem = normalize(func, y0, t, rtol, atol, opts)
+    problem = normalize(
+        func, y0, t, rtol, atol, opts, check_tolerances=spec.uses_tolerances
+    )
     return spec, problem
 
 
@@ -115,6 +117,21 @@ def _solve_per_sample(
     return Solution(ts=t, ys=res.ys, stats=res.stats)
 
 
+def _check_adjoint_method(spec: MethodSpec, adjoint_method: Method) -> None:
+    from ._numerics.rosenbrock import ROSENBROCK_METHODS
+
+    back = spec if adjoint_method is None else resolve_method(adjoint_method)
+    for s in (spec, back):
+        if s.name in ROSENBROCK_METHODS:
+            raise ValueError(
+                f"gradient='adjoint' is not available with method {s.name!r}: the "
+                "adjoint solve integrates the state backward in time, where the "
+                "decaying modes of a stiff problem grow without bound. Use "
+                "gradient='checkpoint' (same gradient as 'direct', memory per "
+                "step of one state) or 'direct'."
+            )
+
+
 def solve(
     func: Callable,
     y0: torch.Tensor | Sequence[torch.Tensor],
@@ -193,6 +210,8 @@ def solve(
         ys, res = solve_checkpoint(spec, problem, dense=dense)
     else:
         from ._gradients.adjoint import AdjointSettings, solve_adjoint
+
+        _check_adjoint_method(spec, adjoint_method)
 
         settings = AdjointSettings.make(
             problem,

@@ -240,8 +240,8 @@ def _search_fixed(
 def _search(spec: MethodSpec, problem: Problem, search: _EventSearch, direction):
     if spec.tableau is None:
         raise ValueError(
-            f"events are not supported with {spec.name!r} (a multistep or implicit "
-            "method); use an explicit Runge-Kutta method such as 'dopri5' or 'rk4'"
+            f"events are not supported with method {spec.name!r}; use an "
+            "explicit Runge-Kutta method such as 'dopri5' or 'rk4'"
         )
     if spec.adaptive:
         _search_adaptive(spec, problem, search, direction)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -22,9 +22,6 @@ from .._numerics.tableau import ButcherTableau
 from .diagnose import STABILITY_LIMIT, describe_non_finite, stiffness_estimate
 from .problem import Problem, sorted_times_in
 from .solution import Stats
-
-if TYPE_CHECKING:
-    from .._numerics.implicit import ImplicitTableau
 
 __all__ = ["AcceptedStep", "RunResult", "integrate_adaptive"]
 
@@ -70,7 +67,7 @@ class _Adaptive:
     def __init__(
         self,
         problem: Problem,
-        tableau: ButcherTableau | ImplicitTableau,
+        tableau: ButcherTableau | None,
         *,
         record_steps: bool,
         dense: bool,
@@ -79,11 +76,13 @@ class _Adaptive:
         opts = problem.options
         self.p = problem
         self.field = problem.field
-        self.tab = tableau
         if stepper is None:
-            assert isinstance(tableau, ButcherTableau)
+            assert tableau is not None
             stepper = RKStepper(tableau, problem.y0.dtype, problem.y0.device)
+        # Any object with RKStepper's step/dense_stages/dense and a `tableau`
+        # giving name, order, error_order and b_error2.
         self.stepper = stepper
+        self.tab = tableau = stepper.tableau
         k = min(tableau.order, tableau.error_order or tableau.order) + 1
         self.controller = make_controller(
             opts.get("controller", "pi"),
@@ -99,6 +98,11 @@ class _Adaptive:
         self.record_steps = record_steps
         self.dense = dense
         self.stats = Stats()
+        bind = getattr(stepper, "bind", None)
+        if bind is not None:
+            # Steppers with their own counters (Jacobians, LU factorisations,
+            # switches of method) keep them in the loop's statistics.
+            bind(self.stats, self.controller)
         self.steps: list[AcceptedStep] = []
         self.grad = torch.is_grad_enabled()
         y0 = problem.y0
@@ -232,9 +236,6 @@ class _Adaptive:
             dt = abs(float(self.first_step))
         else:
             dt = self._initial_step(t, t_end, y, f)
-        # An open-ended event search (t_end infinite) measures underflow
-        # against the current time alone.
-        span = abs(t_end - t) if math.isfinite(t_end) else 0.0
         stepper = self.stepper
         controller = self.controller
         controller.reset()
@@ -266,7 +267,8 @@ class _Adaptive:
                 f1 = res.f1 if res.f1 is not None else p.field(t1, y1)
                 stages_fn = _StagesCache(stepper, p.field, t, t1, y, res.k, f1)
                 if self.record_steps or self.dense:
-                    stages = stages_fn() if self.dense else None
+                    # Copied: without autograd the stepper reuses its buffers.
+                    stages = stages_fn().clone() if self.dense else None
                     y_rec = y if self.dense else y.detach()
                     self.steps.append(
                         AcceptedStep(t, t1, y_rec, stages, nudge_start, at_jump)
@@ -300,7 +302,9 @@ class _Adaptive:
             dt = dt_taken * controller.propose(err, accept)
             if stats.n_steps >= self.max_num_steps and i_out < n_out:
                 self._fail("max_num_steps", t, dt, y, f)
-            if dt < _UNDERFLOW_ULPS * math.ulp(max(abs(t), span)):
+            # Measured against the current time only: the span's ulp would call
+            # every step of a huge interval an underflow. No check once done.
+            if i_out < n_out and dt < _UNDERFLOW_ULPS * math.ulp(abs(t)):
                 extra = "" if finite else self._non_finite_detail(res)
                 self._fail(
                     "dt_underflow" if finite else "non_finite", t, dt, y, f, extra
@@ -309,6 +313,10 @@ class _Adaptive:
 
     def _result(self, ys: list[torch.Tensor], event_t: float | None) -> RunResult:
         self.stats.nfe = self.p.field.nfe
+        bind = getattr(self.stepper, "bind", None)
+        if bind is not None:
+            # Steps replayed later (checkpointed gradients) are not counted.
+            bind(None, None)
         return RunResult(ys, self.stats, self.steps, event_t, self.stepper)
 
     def _check_finite_start(self, t: float, y, f) -> None:
@@ -355,7 +363,7 @@ def _callbacks(func) -> tuple:
 
 def integrate_adaptive(
     problem: Problem,
-    tableau: ButcherTableau | ImplicitTableau,
+    tableau: ButcherTableau | None,
     *,
     record_steps: bool = False,
     dense: bool = False,
@@ -371,9 +379,8 @@ def integrate_adaptive(
         dense: also keep each step's dense-output stages (``Solution.evaluate``).
         event_hook: called after each accepted step; returns an event time to
             stop at, or ``None``.
-        stepper: takes the steps instead of an ``RKStepper`` of ``tableau``
-            (an implicit method's stepper, with the same interface); ``tableau``
-            then only supplies the name and orders.
+        stepper: a stepper to use instead of the tableau's Runge-Kutta one
+            (same interface; ``tableau`` may then be ``None``).
 
     Returns:
         A :class:`RunResult` with the flat outputs at ``problem.t``.

@@ -95,6 +95,8 @@ class Field:
         # Set when the field must run under autograd although the solve does
         # not record a graph (a field that calls torch.autograd.grad itself).
         self.grad_inside = False
+        # Set when the field uses tensors found only by walking its graph.
+        self.captured_through_graph = False
 
     def time(self, t: float, perturb: int = 0) -> torch.Tensor:
         tt = torch.scalar_tensor(t, dtype=self.t_dtype, device=self.device)

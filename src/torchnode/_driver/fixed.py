@@ -15,9 +15,11 @@ from typing import Any
 
 import torch
 
+from .._errors import SolverError
 from .._numerics.rk import RKStepper
 from .._numerics.tableau import ButcherTableau
 from .adaptive import AcceptedStep, RunResult
+from .diagnose import STABILITY_LIMIT, describe_non_finite, stiffness_estimate
 from .problem import Problem
 from .solution import Stats
 
@@ -26,24 +28,54 @@ __all__ = ["build_grid", "integrate_fixed"]
 # Grid nodes closer than this fraction of a step to an end or output time merge
 # into it, so that no zero-length or negligible step is taken.
 _MERGE_FRACTION = 1e-9
+# The state is checked for NaN/inf at every output time and every this many
+# steps: often enough to stop a blow-up early, rarely enough that the host
+# synchronisation it costs stays negligible.
+_FINITE_CHECK_EVERY = 32
 
 
-def _regular_grid(t0: float, t1: float, step: float) -> list[float]:
+# Also merged: nodes within this many units of the time dtype's resolution at
+# the interval's scale. Output times given in float32 sit up to half an ulp away
+# from the float64 grid nodes they name (float32(2.2) = 2.2 + 4.8e-8); without
+# this a sliver step of that length would follow.
+_MERGE_ULPS = 4.0
+# More nodes than this cannot be stepped through in reasonable time (nor held
+# as a list); such a grid is a mistake in step_size or t, reported as one.
+_MAX_GRID_STEPS = 10**8
+
+
+def _merge_distance(times: list[float], t_dtype: torch.dtype) -> float:
+    scale = max(abs(times[0]), abs(times[-1]))
+    return _MERGE_ULPS * torch.finfo(t_dtype).eps * scale
+
+
+def _regular_grid(t0: float, t1: float, step: float, close: float) -> list[float]:
     direction = 1.0 if t1 >= t0 else -1.0
-    n = math.ceil(abs(t1 - t0) / step)
+    n_float = abs(t1 - t0) / step
+    if not n_float <= _MAX_GRID_STEPS:
+        raise ValueError(
+            f"options['step_size'] = {step} needs {n_float:.3g} steps from t = {t0} "
+            f"to t = {t1}, more than {_MAX_GRID_STEPS:.0e}; use a larger step_size "
+            "or an adaptive method"
+        )
+    n = math.ceil(n_float)
     nodes = [t0 + k * step * direction for k in range(n)]
     # Drop nodes that round onto or past the end; the end is appended exactly.
-    nodes = [x for x in nodes if (t1 - x) * direction > _MERGE_FRACTION * step]
+    gap = max(_MERGE_FRACTION * step, close)
+    nodes = [x for x in nodes if (t1 - x) * direction > gap]
     return [*nodes, t1]
 
 
-def _merge(grid: list[float], outputs: list[float], direction: float) -> list[float]:
+def _merge(
+    grid: list[float], outputs: list[float], direction: float, close: float = 0.0
+) -> list[float]:
     """Union of grid nodes and output times in the direction of travel."""
     merged = sorted(set(grid) | set(outputs), key=lambda x: x * direction)
     out: list[float] = []
     outs = set(outputs)
+    gap = max(_MERGE_FRACTION * abs(merged[-1] - merged[0]), close)
     for x in merged:
-        if out and abs(x - out[-1]) <= _MERGE_FRACTION * abs(merged[-1] - merged[0]):
+        if out and abs(x - out[-1]) <= gap:
             if x in outs:
                 out[-1] = x
             continue
@@ -58,6 +90,7 @@ def build_grid(problem: Problem) -> list[float]:
     t0, t1 = times[0], times[-1]
     direction = 1.0 if t1 >= t0 else -1.0
     step = opts.get("step_size")
+    close = _merge_distance(times, problem.t_tensor.dtype)
     constructor = opts.get("grid_constructor")
     if step is not None and constructor is not None:
         raise ValueError(
@@ -79,11 +112,11 @@ def build_grid(problem: Problem) -> list[float]:
         step = float(step)
         if not (math.isfinite(step) and step > 0):
             raise ValueError(f"options['step_size'] must be positive, but got {step}")
-        grid = _regular_grid(t0, t1, step)
+        grid = _regular_grid(t0, t1, step, close)
     else:
         grid = [t0, t1]
     if opts.get("interp") is None or (step is None and constructor is None):
-        return _merge(grid, times, direction)
+        return _merge(grid, times, direction, close)
     return grid
 
 
@@ -122,8 +155,11 @@ def integrate_fixed(
     while i_out < n_out and times[i_out] == grid[0]:
         ys.append(y)
         i_out += 1
+    n_checked = i_out
+    y_checked = y
     nudge = (1 if direction > 0 else -1) if perturb else 0
     f = None
+    t_checked = grid[0]
     for t0, t1 in itertools.pairwise(grid):
         if f is None:
             f = p.field(t0, y, nudge)
@@ -145,9 +181,58 @@ def integrate_fixed(
                     f1 = p.field(t1, res.y1, -nudge)
                 ys.append(_hermite(y, res.y1, f, f1, t0, t1, t_out))
             i_out += 1
+        if i_out > n_checked or stats.n_steps % _FINITE_CHECK_EVERY == 0:
+            last_good = [(t_checked, y_checked), (t0, y)]
+            _check_finite(p, stepper.tableau.name, last_good, t1, t1 - t0, res.y1)
+            t_checked, y_checked, n_checked = t1, res.y1, i_out
         y, f = res.y1, (None if perturb else f1)
     stats.nfe = p.field.nfe
     return RunResult(ys, stats, steps, None, stepper)
+
+
+def _check_finite(
+    p: Problem,
+    name: str,
+    last_good: list[tuple[float, torch.Tensor]],
+    t1: float,
+    dt: float,
+    y1: torch.Tensor,
+) -> None:
+    """Raises :class:`SolverError` if ``y1`` (the state at ``t1``) is not finite.
+
+    A fixed grid cannot shrink its step, so a NaN or inf would otherwise travel
+    silently to every later output.
+    """
+    bad = describe_non_finite("y", y1)
+    if bad is None:
+        return
+    t_ok = last_good[0][0]
+    msg = (
+        f"the state became non-finite between t = {t_ok!r} and t = {t1!r} "
+        f"(fixed step dt = {dt:.3g}): {bad} at t = {t1!r}."
+    )
+    limit = STABILITY_LIMIT.get(name)
+    rho = math.nan
+    with torch.no_grad():
+        for t, y in last_good:
+            if bool(torch.isfinite(y).all()):
+                f = p.field(t, y)
+                p.field.nfe -= 1
+                r = stiffness_estimate(p.field, t, y, f)
+                if math.isfinite(r) and (math.isnan(rho) or r > rho):
+                    rho = r
+    if limit is not None and math.isfinite(rho) and rho * abs(dt) > limit:
+        msg += (
+            f" The problem looks stiff: df/dy has an eigenvalue of size ~{rho:.3g},"
+            f" beyond {name}'s stability limit {limit}/{abs(dt):.3g}. Use a step "
+            f"below {limit / rho:.3g}, an adaptive or a stiff (implicit) solver."
+        )
+    else:
+        msg += (
+            " Use a smaller options['step_size'] or an adaptive method, and check "
+            "the field for a singularity or blow-up near this time."
+        )
+    raise SolverError(msg, t=t1, dt=dt, reason="non_finite")
 
 
 def _hermite(y0, y1, f0, f1, t0: float, t1: float, t: float) -> torch.Tensor:

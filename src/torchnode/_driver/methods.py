@@ -26,19 +26,27 @@ class MethodSpec:
     options: frozenset
     tableau: ButcherTableau | None
     run: Callable[..., RunResult]
+    # Whether rtol/atol mean anything to the method (not to explicit fixed-grid
+    # Runge-Kutta methods, which then need no tolerance checks).
+    uses_tolerances: bool = True
 
 
 def _extra_methods() -> dict[str, MethodSpec]:
-    specs: dict[str, MethodSpec] = {}
+    return {**_adams_methods(), **_rosenbrock_methods(), **_implicit_methods()}
+
+
+def _adams_methods() -> dict[str, MethodSpec]:
     try:
         from .._numerics.adams import ADAMS_METHODS
     except ImportError:
-        pass
-    else:
-        specs.update(
-            (name, MethodSpec(name, False, ADAMS_OPTIONS, None, integrate))
-            for name, integrate in ADAMS_METHODS.items()
-        )
+        return {}
+    return {
+        name: MethodSpec(name, False, ADAMS_OPTIONS, None, integrate)
+        for name, integrate in ADAMS_METHODS.items()
+    }
+
+
+def _implicit_methods() -> dict[str, MethodSpec]:
     try:
         from .._numerics.implicit import (
             IMPLICIT_ADAPTIVE_OPTIONS,
@@ -46,12 +54,23 @@ def _extra_methods() -> dict[str, MethodSpec]:
             IMPLICIT_METHODS,
         )
     except ImportError:
-        pass
-    else:
-        for name, (adaptive, integrate) in IMPLICIT_METHODS.items():
-            opts = IMPLICIT_ADAPTIVE_OPTIONS if adaptive else IMPLICIT_FIXED_OPTIONS
-            specs[name] = MethodSpec(name, adaptive, opts, None, integrate)
+        return {}
+    specs = {}
+    for name, (adaptive, integrate) in IMPLICIT_METHODS.items():
+        opts = IMPLICIT_ADAPTIVE_OPTIONS if adaptive else IMPLICIT_FIXED_OPTIONS
+        specs[name] = MethodSpec(name, adaptive, opts, None, integrate)
     return specs
+
+
+def _rosenbrock_methods() -> dict[str, MethodSpec]:
+    try:
+        from .._numerics.rosenbrock import ROSENBROCK_METHODS
+    except ImportError:
+        return {}
+    return {
+        name: MethodSpec(name, True, ADAPTIVE_OPTIONS, None, integrate)
+        for name, integrate in ROSENBROCK_METHODS.items()
+    }
 
 
 def method_names() -> list[str]:
@@ -76,6 +95,7 @@ def _spec_for_tableau(tab: ButcherTableau) -> MethodSpec:
         lambda p, record_steps=False, **kw: integrate_fixed(
             p, tab, record_steps=record_steps
         ),
+        uses_tolerances=False,
     )
 
 

@@ -119,6 +119,9 @@ def _check_state(parts: list[torch.Tensor]) -> torch.dtype:
                 f"all parts of a tuple y0 must be on one device, but part 0 is on "
                 f"{parts[0].device} and part {i} on {p.device}"
             )
+    if sum(p.numel() for p in parts) == 0:
+        shapes = ", ".join(str(tuple(p.shape)) for p in parts)
+        raise ValueError(f"y0 must have at least one element, but got shape {shapes}")
     return dtype
 
 
@@ -153,6 +156,11 @@ def _check_t(t, device: torch.device, allow_single: bool = False) -> torch.Tenso
 def _check_times(times: list[float]) -> None:
     if not all(math.isfinite(x) for x in times):
         raise ValueError(f"t must be finite, but got {times}")
+    if not math.isfinite(times[-1] - times[0]):
+        raise ValueError(
+            f"t must span a finite interval, but t[-1] - t[0] overflows: "
+            f"t[0] = {times[0]}, t[-1] = {times[-1]}"
+        )
     diffs = [b - a for a, b in itertools.pairwise(times)]
     if any(d > 0 for d in diffs) and any(d < 0 for d in diffs):
         i = next(
@@ -288,12 +296,62 @@ def check_method_options(method: str, options: dict | None, valid: frozenset) ->
             )
         else:
             close = difflib.get_close_matches(str(key), sorted(ALL_OPTIONS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = f"; did you mean {close[0]!r}?" if close else "."
             raise ValueError(
                 f"unknown option {key!r} for method {method!r}{hint} Valid options: "
                 + ", ".join(sorted(valid))
             )
+    _check_option_values(out)
     return out
+
+
+# Numeric options: (predicate, rule as written in the message).
+_OPTION_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "first_step": (lambda v: 0 < v < math.inf, "a finite number > 0"),
+    "min_step": (lambda v: 0 <= v < math.inf, "a finite number >= 0"),
+    "max_step": (lambda v: v > 0, "a number > 0"),
+    "safety": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "ifactor": (lambda v: 1 <= v < math.inf, "a finite number >= 1"),
+    "dfactor": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "max_num_steps": (lambda v: v >= 1 and v == int(v), "a whole number >= 1"),
+    "step_size": (lambda v: 0 < v < math.inf, "a finite number > 0"),
+}
+
+
+def _check_option_values(options: dict) -> None:
+    for key, (ok, rule) in _OPTION_RULES.items():
+        if key not in options or options[key] is None:
+            continue
+        value = options[key]
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"options[{key!r}] must be {rule}, but got {type(value).__name__} "
+                f"{value!r}"
+            ) from None
+        if not ok(v):
+            raise ValueError(f"options[{key!r}] must be {rule}, but got {value!r}")
+    for key in ("jump_t", "step_t"):
+        value = options.get(key)
+        if value is None:
+            continue
+        try:
+            times = torch.as_tensor(value, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            times = None
+        if times is None or not bool(torch.isfinite(times).all()):
+            raise ValueError(
+                f"options[{key!r}] must be a tensor or sequence of finite times, but "
+                f"got {value!r}"
+            )
+    if "min_step" in options and "max_step" in options:
+        lo, hi = float(options["min_step"]), float(options["max_step"])
+        if lo > hi:
+            raise ValueError(
+                f"options['min_step'] must not exceed options['max_step'], but got "
+                f"{lo} > {hi}"
+            )
 
 
 def normalize(
@@ -305,6 +363,7 @@ def normalize(
     options: dict,
     *,
     allow_single_time: bool = False,
+    check_tolerances: bool = True,
 ) -> Problem:
     """Checks the inputs and builds the canonical :class:`Problem`."""
     if not callable(func):
@@ -321,7 +380,8 @@ def normalize(
     real = y0_flat.real.dtype if work.is_complex else work
     rtol_n = _tolerance("rtol", rtol, parts, layout, real)
     atol_n = _tolerance("atol", atol, parts, layout, real)
-    rtol_n, atol_n = _clamp_rtol(rtol_n, atol_n, real)
+    if check_tolerances:
+        rtol_n, atol_n = _clamp_rtol(rtol_n, atol_n, real)
     t_dtype = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
     fld = Field(func, layout, t_dtype, work, device)
     norm = _make_norm(options.get("norm"), layout)

@@ -23,9 +23,10 @@ class Stats:
             until ``backward()`` has run through the solve).
         n_steps_backward: steps of the backward pass (adjoint solve, or steps
             recomputed by the checkpoint mode).
-        n_jac: Jacobians ``df/dy`` evaluated by an implicit method (0 for
-            explicit ones).
-        n_lu: LU factorisations of Newton matrices by an implicit method.
+        n_jac: Jacobians ``df/dy`` evaluated (implicit and Rosenbrock methods).
+        n_lu: LU factorisations of the iteration matrix.
+        n_switches: changes of method by ``method='auto'`` (non-stiff to stiff
+            or back).
 
     In a per-sample solve (``solve(..., per_sample=True)``) ``n_steps``,
     ``n_accepted`` and ``n_rejected`` are int64 tensors ``[batch]``, one count
@@ -40,6 +41,7 @@ class Stats:
     n_steps_backward: int = 0
     n_jac: int = 0
     n_lu: int = 0
+    n_switches: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

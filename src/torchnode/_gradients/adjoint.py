@@ -24,6 +24,7 @@ when ``g`` is a sum of many nearly cancelling terms (then use the full norm).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -116,6 +117,13 @@ class _Augmented:
         self.work = problem.y0.dtype
         self.n = problem.y0.numel()
         self.params = list(params)
+        # A tensor computed before the solve (a buffer from an encoder, or a
+        # leaf reached through one) shares the caller's graph, which each
+        # vector-Jacobian product must leave intact; plain parameters do not,
+        # and not retaining lets compiled backward passes free their buffers.
+        self.retain = any(p.grad_fn is not None for p in self.params) or bool(
+            getattr(problem.field, "captured_through_graph", False)
+        )
 
     def __call__(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         n = self.n
@@ -124,7 +132,7 @@ class _Augmented:
             y = z[:n].detach().requires_grad_()
             f = self.layout.flatten(self.func(t, self.layout.unflatten(y)), self.work)
             vjps = torch.autograd.grad(
-                f, (y, *self.params), a, allow_unused=True, retain_graph=True
+                f, (y, *self.params), a, allow_unused=True, retain_graph=self.retain
             )
         pieces = [f.detach(), _neg(vjps[0], y)]
         pieces += [
@@ -181,8 +189,13 @@ def _backward_problem(
 class _Adjoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, spec, problem, settings, holder, y0, *params):
+        # The solve runs on a detached copy: a field that differentiates
+        # itself must see a state with no history, or its own autograd call
+        # would reach the caller's graph instead of its input.
+        run_on = dataclasses.replace(problem, y0=y0.detach())
+
         def run() -> RunResult:
-            return run_problem(spec, problem, dense=holder["dense"])
+            return run_problem(spec, run_on, dense=holder["dense"])
 
         res = run_without_graph(run)
         holder["res"] = res

@@ -9,6 +9,8 @@ the discrete solve, the same as ``gradient='direct'``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from .._driver.adaptive import RunResult
@@ -38,8 +40,11 @@ def _outputs_by_step(times: list[float], res: RunResult, direction: float):
 class _Checkpoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, spec, problem, holder, y0, *params):
+        # A detached copy, as in the adjoint: see there.
+        run_on = dataclasses.replace(problem, y0=y0.detach())
+
         def run() -> RunResult:
-            return run_problem(spec, problem, record_steps=True, dense=holder["dense"])
+            return run_problem(spec, run_on, record_steps=True, dense=holder["dense"])
 
         res = run_without_graph(run)
         holder["res"] = res

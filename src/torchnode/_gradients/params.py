@@ -98,6 +98,9 @@ def collect_params(
             UserWarning,
         )
         return base
+    # Reached by walking the graph: the products in the backward pass go
+    # through the caller's graph and must not free it.
+    problem.field.captured_through_graph = True
     return base + extra
 
 

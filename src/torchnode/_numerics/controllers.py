@@ -45,6 +45,10 @@ class IController:
     def reset(self) -> None:
         pass
 
+    def set_order(self, k: int) -> None:
+        """Switches to error order ``k - 1`` (a solve that changes method)."""
+        self.exponent = 1.0 / k
+
     def _clip(self, factor: float, accept: bool) -> float:
         hi = self.ifactor if accept else 1.0
         return min(hi, max(self.dfactor, factor))
@@ -75,9 +79,16 @@ class PIController(IController):
         beta: float = PI_BETA_K,
     ) -> None:
         super().__init__(k, safety, ifactor, dfactor)
+        self._alpha_k = alpha
+        self._beta_k = beta
         self.alpha = alpha / k
         self.beta = beta / k
         self.reset()
+
+    def set_order(self, k: int) -> None:
+        super().set_order(k)
+        self.alpha = self._alpha_k / k
+        self.beta = self._beta_k / k
 
     def reset(self) -> None:
         self.err_prev = PI_ERR_PREV_INIT
