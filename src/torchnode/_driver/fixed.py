@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import torch
 
@@ -120,9 +121,14 @@ def build_grid(problem: Problem) -> list[float]:
 
 
 def integrate_fixed(
-    problem: Problem, tableau: ButcherTableau, *, record_steps: bool = False
+    problem: Problem,
+    tableau: ButcherTableau | None,
+    *,
+    record_steps: bool = False,
+    stepper: Any = None,
 ) -> RunResult:
-    """Solves ``problem`` on a fixed grid with an explicit Runge-Kutta method.
+    """Solves ``problem`` on a fixed grid with an explicit Runge-Kutta method,
+    or with ``stepper`` (an implicit method's, same interface) when given.
 
     Returns:
         A :class:`RunResult` with the flat outputs at ``problem.t``.
@@ -136,7 +142,9 @@ def integrate_fixed(
     perturb = bool(p.options.get("perturb", False))
     times = p.t
     grid = build_grid(p)
-    stepper = RKStepper(tableau, p.y0.dtype, p.y0.device)
+    if stepper is None:
+        assert tableau is not None
+        stepper = RKStepper(tableau, p.y0.dtype, p.y0.device)
     direction = 1.0 if times[-1] >= times[0] else -1.0
     stats = Stats()
     steps: list[AcceptedStep] = []
@@ -175,7 +183,7 @@ def integrate_fixed(
             i_out += 1
         if i_out > n_checked or stats.n_steps % _FINITE_CHECK_EVERY == 0:
             last_good = [(t_checked, y_checked), (t0, y)]
-            _check_finite(p, tableau.name, last_good, t1, t1 - t0, res.y1)
+            _check_finite(p, stepper.tableau.name, last_good, t1, t1 - t0, res.y1)
             t_checked, y_checked, n_checked = t1, res.y1, i_out
         y, f = res.y1, (None if perturb else f1)
     stats.nfe = p.field.nfe

@@ -32,7 +32,7 @@ class MethodSpec:
 
 
 def _extra_methods() -> dict[str, MethodSpec]:
-    return {**_adams_methods(), **_rosenbrock_methods()}
+    return {**_adams_methods(), **_rosenbrock_methods(), **_implicit_methods()}
 
 
 def _adams_methods() -> dict[str, MethodSpec]:
@@ -44,6 +44,22 @@ def _adams_methods() -> dict[str, MethodSpec]:
         name: MethodSpec(name, False, ADAMS_OPTIONS, None, integrate)
         for name, integrate in ADAMS_METHODS.items()
     }
+
+
+def _implicit_methods() -> dict[str, MethodSpec]:
+    try:
+        from .._numerics.implicit import (
+            IMPLICIT_ADAPTIVE_OPTIONS,
+            IMPLICIT_FIXED_OPTIONS,
+            IMPLICIT_METHODS,
+        )
+    except ImportError:
+        return {}
+    specs = {}
+    for name, (adaptive, integrate) in IMPLICIT_METHODS.items():
+        opts = IMPLICIT_ADAPTIVE_OPTIONS if adaptive else IMPLICIT_FIXED_OPTIONS
+        specs[name] = MethodSpec(name, adaptive, opts, None, integrate)
+    return specs
 
 
 def _rosenbrock_methods() -> dict[str, MethodSpec]:
