@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int, dest="batch_size")
     t.add_argument("--lr", type=float)
+    t.add_argument("--lr-schedule", choices=("constant", "cosine"), dest="lr_schedule")
     t.add_argument("--weight-decay", type=float, dest="weight_decay")
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="cpu (default), cuda, cuda:1, ...")
@@ -163,6 +164,7 @@ _TRAIN_KEYS = (
     "epochs",
     "batch_size",
     "lr",
+    "lr_schedule",
     "weight_decay",
     "seed",
     "device",

@@ -54,6 +54,7 @@ class Task:
     build: Builder
     solver: SolverSettings = field(default_factory=SolverSettings)
     weight_decay: float = 0.0
+    lr_schedule: str = "constant"
     evaluate: Evaluator | None = None
     plot: Plotter | None = None
 
@@ -281,6 +282,7 @@ TASKS: dict[str, Task] = {
             # 156 s (more optimiser steps for the same work pays here).
             batch_size=32,
             lr=1e-2,
+            lr_schedule="cosine",
             load=_load_digits,
             build=_build_digits,
             solver=SolverSettings("dopri5", 1e-2, 1e-2, "adjoint"),

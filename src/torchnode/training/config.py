@@ -23,6 +23,7 @@ class ConfigError(ValueError):
 
 GRADIENTS = ("direct", "adjoint", "checkpoint")
 DTYPES = ("float32", "float64")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -38,6 +39,9 @@ class TrainConfig:
     epochs: int = 0
     batch_size: int = 0
     lr: float = 0.0
+    # "constant", or "cosine": decay to 0 over `epochs` (extending `epochs` on
+    # resume then changes the schedule from that point on).
+    lr_schedule: str = ""
     weight_decay: float = -1.0
     seed: int = 0
     device: str = "cpu"
@@ -87,6 +91,11 @@ class TrainConfig:
         if self.gradient not in GRADIENTS:
             raise ConfigError(
                 f"unknown gradient {self.gradient!r}; valid: {', '.join(GRADIENTS)}"
+            )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(
+                f"unknown lr_schedule {self.lr_schedule!r}; valid: "
+                f"{', '.join(LR_SCHEDULES)}"
             )
         if self.dtype not in DTYPES:
             raise ConfigError(

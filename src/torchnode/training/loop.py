@@ -94,6 +94,7 @@ def resolve(config: TrainConfig) -> tuple[TrainConfig, Task]:
         "epochs": task.epochs,
         "batch_size": task.batch_size,
         "lr": task.lr,
+        "lr_schedule": task.lr_schedule,
         "weight_decay": task.weight_decay,
     }
     values = config.as_dict()
@@ -453,7 +454,8 @@ def _train(
                 loss = _loss(task, out, y)
                 loss.backward()
                 nfe_b = count_nfe(model)[1]
-                _set_lr(optimizer, config, epoch, batch_index, len(batches))
+                if config.lr_schedule == "cosine":
+                    _set_lr(optimizer, config, epoch, batch_index, len(batches))
                 optimizer.step()
                 acc["loss"] += float(loss.detach()) * len(idx)
                 acc["metric"] += _batch_metric(task, out.detach(), y)
