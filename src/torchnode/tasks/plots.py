@@ -102,10 +102,12 @@ def plot_sunspots(model: nn.Module, data: TaskData, out: Path) -> list[Path]:
         data.extra["values"],
         data.extra["scale"],
     )
+    offset = float(data.extra.get("offset", 0.0))
     n_test = data.y_test.shape[1]
     with torch.no_grad():
         pred = model.rollout(data.x_test, n_test)[0, :, 0].numpy() * scale  # type: ignore[operator]
-    base = np.asarray(data.extra["baseline"]).reshape(-1) * scale
+    pred = pred + offset
+    base = np.asarray(data.extra["baseline"]).reshape(-1) * scale + offset
     fig, ax = plt.subplots(figsize=(8, 4))
     shown = slice(len(years) - 4 * n_test, None)
     ax.plot(years[shown], values[shown], "k.-", lw=0.8, label="observed")
