@@ -51,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="cpu (default), cuda, cuda:1, ...")
     t.add_argument("--dtype", choices=("float32", "float64"))
-    t.add_argument("--threads", type=int, help="CPU threads (0: torch's default)")
+    t.add_argument(
+        "--threads", type=int, help="CPU threads (default 1; 0: torch's default)"
+    )
     t.add_argument(
         "--limit-batches",
         type=int,
@@ -90,7 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="report folder (default: runs/compare-<task>-<time>)")
     c.add_argument("--epochs", type=int, help="epochs for every model")
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--threads", type=int, help="CPU threads (0: torch's default)")
+    c.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads (default 1; 0: torch's default)",
+    )
     c.add_argument("--quick", action="store_true", help="tiny budget (seconds)")
     c.add_argument("--quiet", action="store_true", help="no progress output")
 
