@@ -232,6 +232,14 @@ def solve(
     )
 
 
+def _check_1d_times(t) -> None:
+    if isinstance(t, torch.Tensor) and t.ndim != 1:
+        raise ValueError(
+            f"t must be 1-D for odeint, but got shape {tuple(t.shape)}; for a time "
+            "grid per sample use torchnode.solve(..., per_sample=True)"
+        )
+
+
 def odeint(
     func: Callable,
     y0: torch.Tensor | Sequence[torch.Tensor],
@@ -261,6 +269,7 @@ def odeint(
         ``ys`` of shape ``[len(t), *y0.shape]`` (a tuple for tuple states), or
         ``(event_t, ys)`` with an ``event_fn``.
     """
+    _check_1d_times(t)
     if event_fn is not None:
         from ._events import odeint_with_event
 
@@ -306,6 +315,7 @@ def odeint_adjoint(
     graph reaches (a closure), so no gradient is silently lost. ``()`` is
     allowed. Tensors in ``adjoint_params`` that do not require grad are skipped.
     """
+    _check_1d_times(t)
     if event_fn is not None:
         from ._events import odeint_with_event
 

@@ -215,6 +215,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             else:
                 stamp = time.strftime("%Y%m%d-%H%M%S")
                 run_dir = Path("runs") / f"{config.task}-{config.model}-{stamp}"
+            if run_dir.exists() and not run_dir.is_dir():
+                raise UserError(f"--out {run_dir} is a file, not a folder")
             if run_dir.exists() and any(run_dir.iterdir()):
                 if not args.force:
                     raise UserError(
@@ -225,8 +227,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         summary = train(
             config, run_dir, resume=bool(args.resume), reporter=_Progress(args.quiet)
         )
-    except (ConfigError, RunError, FileNotFoundError) as exc:
+    except (ConfigError, RunError, FileNotFoundError, NotADirectoryError) as exc:
         raise UserError(str(exc)) from None
+    except ValueError as exc:
+        # Settings the solver refuses (a method without the chosen gradient mode).
+        raise UserError(f"invalid settings: {exc}") from None
     if not args.quiet:
         print(json.dumps(summary))
     return 0
@@ -252,12 +257,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise UserError(f"no run folder {run_dir}")
+    bad = [r for r in args.rtol or [] if not r > 0]
+    if bad:
+        raise UserError(f"--rtol must be positive, got {bad[0]}")
+    bad_steps = [n for n in args.euler_steps or [] if n < 1]
+    if bad_steps:
+        raise UserError(f"--euler-steps must be at least 1, got {bad_steps[0]}")
     try:
         rows, metric = sweep(
             run_dir,
             methods=args.method or ["dopri5"],
             rtols=args.rtol or [1e-1, 1e-2, 1e-3, 1e-5],
-            euler_steps=[n for n in (args.euler_steps or [2, 4, 8, 16]) if n > 0],
+            euler_steps=args.euler_steps or [2, 4, 8, 16],
         )
         paths = write_sweep(run_dir, rows, metric)
     except (ConfigError, RunError, FileNotFoundError) as exc:

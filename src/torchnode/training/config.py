@@ -81,11 +81,20 @@ class TrainConfig:
                     f"configuration key {key!r} needs a {expected.__name__}, "
                     f"got {value!r}"
                 )
+            _check_explicit(key, value)
             current[key] = value
         return TrainConfig(**current)
 
     def validate(self, models: tuple[str, ...]) -> None:
         """Checks the values once the task defaults have been filled in."""
+        if self.device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ConfigError(
+                    f"device {self.device!r} needs CUDA, but this torch build has no "
+                    "usable CUDA device; use --device cpu"
+                )
         if self.model not in models:
             raise ConfigError(
                 f"unknown model {self.model!r} for task {self.task!r}; valid models: "
@@ -121,6 +130,24 @@ class TrainConfig:
             raise ConfigError("threads must be 0 (torch's default) or positive")
         if self.limit_batches < 0:
             raise ConfigError("limit_batches must be 0 (no limit) or positive")
+
+
+# Explicitly given values must be in range: the unset markers (0, -1, "") are
+# never valid choices, so an explicit 0 cannot silently become a task default.
+_POSITIVE = ("rtol", "atol", "lr")
+_AT_LEAST_ONE = ("epochs", "batch_size")
+_NON_NEGATIVE = ("weight_decay", "threads", "limit_batches")
+
+
+def _check_explicit(key: str, value: Any) -> None:
+    if key in _POSITIVE and not value > 0:
+        raise ConfigError(f"{key} must be positive, got {value!r}")
+    if key in _AT_LEAST_ONE and value < 1:
+        raise ConfigError(f"{key} must be at least 1, got {value!r}")
+    if key in _NON_NEGATIVE and value < 0:
+        raise ConfigError(f"{key} must be 0 or more, got {value!r}")
+    if key in ("task", "model", "method", "gradient") and value == "":
+        raise ConfigError(f"{key} must not be empty")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

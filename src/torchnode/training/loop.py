@@ -98,8 +98,9 @@ def resolve(config: TrainConfig) -> tuple[TrainConfig, Task]:
         "weight_decay": task.weight_decay,
     }
     values = config.as_dict()
+    unset = TrainConfig().as_dict()
     for key, default in defaults.items():
-        if values[key] in ("", 0, 0.0, -1.0):
+        if values[key] == unset[key]:
             values[key] = default
     resolved = TrainConfig(**values)
     resolved.validate(task.models)
