@@ -31,25 +31,14 @@ from .._numerics.controllers import (
 )
 from .._numerics.tableau import ButcherTableau
 from .adaptive import DEFAULT_MAX_NUM_STEPS
+from .problem import ADAPTIVE_OPTIONS, _work_dtype
 from .solution import Stats
 
 __all__ = ["PerSampleResult", "solve_per_sample"]
 
 _UNDERFLOW_ULPS = 16.0
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-_OPTIONS = frozenset(
-    {
-        "first_step",
-        "safety",
-        "ifactor",
-        "dfactor",
-        "min_step",
-        "max_step",
-        "max_num_steps",
-        "dtype",
-        "controller",
-    }
-)
+# The adaptive options, less those that need one time line for the whole batch.
+_OPTIONS = ADAPTIVE_OPTIONS - {"norm", "step_t", "jump_t"}
 
 
 @dataclass
@@ -464,7 +453,7 @@ def solve_per_sample(
         )
     times = _per_sample_times(t, y0)
     dtype = y0.dtype
-    work = torch.float32 if dtype in _LOW_PRECISION else dtype
+    work = _work_dtype(dtype)
     batch = y0.shape[0]
     y_flat = y0.reshape(batch, -1).to(work)
     real = y_flat.real.dtype
