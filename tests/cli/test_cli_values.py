@@ -1,4 +1,4 @@
-"""Explicit settings are honoured or refused with one line, never swapped for defaults."""
+"""Explicit settings are kept or refused in one line, never swapped for defaults."""
 
 from __future__ import annotations
 

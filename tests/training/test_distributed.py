@@ -53,9 +53,10 @@ def _params(run: Path) -> dict[str, torch.Tensor]:
 
 # Three interpreter start-ups (torch, matplotlib) take over 30 s on a busy machine.
 @pytest.mark.slow
-def test_two_process_gloo_matches_single_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("gradient", ["adjoint", "direct", "checkpoint"])
+def test_two_process_gloo_matches_single_process(tmp_path: Path, gradient: str) -> None:
     single, multi = tmp_path / "single", tmp_path / "multi"
-    cmd = [sys.executable, "-m", "torchnode", "train", *ARGS]
+    cmd = [sys.executable, "-m", "torchnode", "train", *ARGS, "--gradient", gradient]
     alone = subprocess.Popen([*cmd, "--out", str(single)], env=_env())
     port = str(_free_port())
     procs = [
