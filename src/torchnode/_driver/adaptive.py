@@ -116,6 +116,16 @@ class _Adaptive:
         self._atol = torch.as_tensor(problem.atol, dtype=real, device=y0.device)
         self._inv_sqrt_n = 1.0 / math.sqrt(max(y0.numel(), 1))
         self._abs_cache: tuple = (None, None)
+        r_max = (
+            problem.rtol
+            if not isinstance(problem.rtol, torch.Tensor)
+            else float(problem.rtol.max())
+        )
+        self._stability_limit = (
+            STABILITY_LIMIT.get(tableau.name) if r_max >= 1 else None
+        )
+        self._rho: float | None = None
+        self._rho_due = 0
 
     # -- step size -----------------------------------------------------------
 
@@ -142,6 +152,20 @@ class _Adaptive:
                 den = torch.sqrt(e * e + 0.01 * e3 * e3)
                 e = torch.where(den > 0, e * e / den, e * 0)
             return float(e)
+
+    def _stability_cap(self, dt: float, t: float, y, f) -> float:
+        """With rtol >= 1 the error test cannot see instability (the tolerance
+        grows with the state it inflates), so the step is held inside the
+        method's real stability interval, ``|dt| * rho <= 0.9 * limit``, with
+        the spectral radius ``rho`` re-estimated every 16 accepted steps."""
+        assert self._stability_limit is not None
+        if self._rho is None or self.stats.n_accepted >= self._rho_due:
+            rho = stiffness_estimate(self.field, t, y, f, count=True)
+            self._rho = rho if math.isfinite(rho) else 0.0
+            self._rho_due = self.stats.n_accepted + 16
+        if self._rho > 0:
+            dt = min(dt, 0.9 * self._stability_limit / self._rho)
+        return dt
 
     def _abs_y0(self, y0: torch.Tensor) -> torch.Tensor:
         cached, value = self._abs_cache
@@ -244,6 +268,8 @@ class _Adaptive:
         nudge_start = 0
         while i_out < n_out:
             dt = min(max(dt, self.min_step), self.max_step)
+            if self._stability_limit is not None:
+                dt = self._stability_cap(dt, t, y, f)
             stop = stops[i_stop]
             lands = (t + 1.01 * dt * direction - stop) * direction >= 0
             t1 = stop if lands else t + dt * direction
@@ -313,6 +339,20 @@ class _Adaptive:
 
     def _result(self, ys: list[torch.Tensor], event_t: float | None) -> RunResult:
         self.stats.nfe = self.p.field.nfe
+        if len(ys) > 1:
+            # One check per solve: a state that overflowed in accepted steps
+            # (possible only when the error test is blind, as with rtol >= 1)
+            # is an error, never a returned value.
+            bad = describe_non_finite("the final state", ys[-1].detach())
+            if bad is not None:
+                raise SolverError(
+                    f"the solve reached t = {self.p.t[len(ys) - 1]!r} with {bad}: "
+                    "the steps left the method's stability region unnoticed. Use "
+                    "rtol < 1, or a smaller max_step.",
+                    t=self.p.t[len(ys) - 1],
+                    dt=0.0,
+                    reason="non_finite",
+                )
         bind = getattr(self.stepper, "bind", None)
         if bind is not None:
             # Steps replayed later (checkpointed gradients) are not counted.

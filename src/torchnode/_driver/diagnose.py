@@ -38,12 +38,18 @@ def describe_non_finite(name: str, y: torch.Tensor) -> str | None:
 
 @torch.no_grad()
 def stiffness_estimate(
-    field: Field, t: float, y: torch.Tensor, f: torch.Tensor, iters: int = 8
+    field: Field,
+    t: float,
+    y: torch.Tensor,
+    f: torch.Tensor,
+    iters: int = 8,
+    count: bool = False,
 ) -> float:
     """Estimates the spectral radius of df/dy at ``(t, y)`` by power iteration
     on finite-difference Jacobian-vector products. Returns ``nan`` if it fails.
 
-    Costs ``iters`` field evaluations; used only to explain a failure.
+    Costs ``iters`` field evaluations, counted in the statistics only with
+    ``count`` (when it steers the solve rather than explains a failure).
     """
     nfe = field.nfe
     try:
@@ -61,4 +67,5 @@ def stiffness_estimate(
             v = jv
         return rho
     finally:
-        field.nfe = nfe
+        if not count:
+            field.nfe = nfe
