@@ -43,7 +43,9 @@ class ConcatLinear(nn.Linear):
             in_features + int(time_dependent), out_features, device=device, dtype=dtype
         )
 
-    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        self, t: torch.Tensor, x: torch.Tensor
+    ) -> torch.Tensor:
         if self.time_dependent:
             tt = time_like(t, x).expand(*x.shape[:-1], 1)
             x = torch.cat([x, tt], dim=-1)
@@ -86,7 +88,9 @@ class ConcatConv2d(nn.Conv2d):
             dtype=dtype,
         )
 
-    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        self, t: torch.Tensor, x: torch.Tensor
+    ) -> torch.Tensor:
         if self.time_dependent:
             b, _, h, w = x.shape
             tt = time_like(t, x).expand(b, 1, h, w)

@@ -586,7 +586,9 @@ class SecondOrderNeuralODE(NeuralODE):
     def _rhs(self) -> tuple[Callable, bool]:
         return _Acceleration(self.field, self.autonomous), False
 
-    def forward(self, x: torch.Tensor, v: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, v: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The state ``[x, v]`` (or ``x``) at ``t_span[1]`` or at ``t_eval``."""
         if v is None:
             v = torch.zeros_like(x)

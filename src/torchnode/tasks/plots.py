@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -39,12 +39,17 @@ def save(fig: Any, path: Path) -> Path:
     return path
 
 
+def _rollout(model: nn.Module, x: torch.Tensor, steps: int) -> torch.Tensor:
+    """The model's own rollout of ``steps`` steps from ``x`` (series models)."""
+    return cast(Any, model).rollout(x, steps)
+
+
 def plot_spiral(model: nn.Module, data: TaskData, out: Path) -> list[Path]:
     """Phase portrait (data, truth, learned trajectory) and the learned field."""
     plt = pyplot()
     clean, noisy = data.extra["clean"].numpy(), data.extra["noisy"].numpy()
     with torch.no_grad():
-        pred = model.rollout(data.x_test, len(clean) - 1)[0].numpy()  # type: ignore[operator]
+        pred = _rollout(model, data.x_test, len(clean) - 1)[0].numpy()
     pred = np.concatenate([clean[:1], pred])
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot(noisy[:, 0], noisy[:, 1], ".", ms=2, color="0.6", label="noisy data")
@@ -75,7 +80,7 @@ def plot_hare_lynx(model: nn.Module, data: TaskData, out: Path) -> list[Path]:
     years, pelts, mean = data.extra["years"], data.extra["pelts"], data.extra["mean"]
     n_fit = data.extra["n_fit"]
     with torch.no_grad():
-        pred = model.rollout(data.x_test, len(years) - 1)[0].numpy()  # type: ignore[operator]
+        pred = _rollout(model, data.x_test, len(years) - 1)[0].numpy()
     pred = np.concatenate([pelts[:1] / mean, pred]) * mean
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, (name, color) in enumerate((("hare", "tab:blue"), ("lynx", "tab:red"))):
@@ -105,7 +110,7 @@ def plot_sunspots(model: nn.Module, data: TaskData, out: Path) -> list[Path]:
     offset = float(data.extra.get("offset", 0.0))
     n_test = data.y_test.shape[1]
     with torch.no_grad():
-        pred = model.rollout(data.x_test, n_test)[0, :, 0].numpy() * scale  # type: ignore[operator]
+        pred = _rollout(model, data.x_test, n_test)[0, :, 0].numpy() * scale
     pred = pred + offset
     base = np.asarray(data.extra["baseline"]).reshape(-1) * scale + offset
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -120,7 +125,8 @@ def plot_sunspots(model: nn.Module, data: TaskData, out: Path) -> list[Path]:
 
 def _trajectories(model: nn.Module, x: torch.Tensor) -> np.ndarray | None:
     trajectory = getattr(model, "trajectory", None)
-    if trajectory is None or not hasattr(model.flow, "field"):  # type: ignore[union-attr]
+    flow: Any = getattr(model, "flow", None)
+    if trajectory is None or not hasattr(flow, "field"):
         return None
     return trajectory(x).numpy()
 
