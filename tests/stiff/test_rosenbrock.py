@@ -8,24 +8,13 @@ import math
 
 import pytest
 import torch
+from stiff_problems import hires, robertson
 
 import torchnode
 from torchnode._driver.problem import normalize
 from torchnode._numerics.rosenbrock import RosenbrockStepper, jacobian
 
 F64 = torch.float64
-
-
-def robertson(t, y):
-    y1, y2, y3 = y.unbind(-1)
-    return torch.stack(
-        [
-            -0.04 * y1 + 1e4 * y2 * y3,
-            0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2 * y2,
-            3e7 * y2 * y2,
-        ],
-        -1,
-    )
 
 
 # scipy Radau, rtol 1e-10, atol 1e-14.
@@ -39,22 +28,6 @@ def vdp(t, y):
 # scipy Radau, rtol 1e-12, atol 1e-14, analytic Jacobian; the span crosses the
 # first relaxation jump (near t = 807).
 VDP_1000 = [-1.863646254808142, 0.0007535430865435375]
-
-
-def hires(t, y):
-    y1, y2, y3, y4, y5, y6, y7, y8 = y.unbind()
-    return torch.stack(
-        [
-            -1.71 * y1 + 0.43 * y2 + 8.32 * y3 + 0.0007,
-            1.71 * y1 - 8.75 * y2,
-            -10.03 * y3 + 0.43 * y4 + 0.035 * y5,
-            8.32 * y2 + 1.71 * y3 - 1.12 * y4,
-            -1.745 * y5 + 0.43 * y6 + 0.43 * y7,
-            -280 * y6 * y8 + 0.69 * y4 + 1.71 * y5 - 0.43 * y6 + 0.69 * y7,
-            280 * y6 * y8 - 1.81 * y7,
-            -280 * y6 * y8 + 1.81 * y7,
-        ]
-    )
 
 
 # scipy Radau, rtol 1e-12, atol 1e-14.

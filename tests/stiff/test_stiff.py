@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from stiff_problems import hires, robertson
 
 import torchnode
 from torchnode import SolverError, solve
@@ -56,26 +57,14 @@ def test_fixed_grid_convergence_order(method):
     assert abs(-slope - order) < 0.3, (method, errs, slope)
 
 
-def _robertson(t, y):
-    y1, y2, y3 = y.unbind(-1)
-    return torch.stack(
-        [
-            -0.04 * y1 + 1e4 * y2 * y3,
-            0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2 * y2,
-            3e7 * y2 * y2,
-        ],
-        -1,
-    )
-
-
-def test_robertson_kvaerno5():
+def testrobertson_kvaerno5():
     # scipy Radau, rtol 1e-10, atol 1e-14.
     ref = torch.tensor(
         [0.017865921142252442, 7.274751468499725e-08, 0.9821340061102334],
         dtype=torch.float64,
     )
     sol = solve(
-        _robertson,
+        robertson,
         torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64),
         torch.tensor([0.0, 1e5], dtype=torch.float64),
         method="kvaerno5",
@@ -114,25 +103,7 @@ def test_van_der_pol_stiff():
     assert sol.stats.n_steps <= 987, sol.stats
 
 
-def _hires(t, y):
-    y1, y2, y3, y4, y5, y6, y7, y8 = y.unbind(-1)
-    r = 280.0 * y6 * y8
-    return torch.stack(
-        [
-            -1.71 * y1 + 0.43 * y2 + 8.32 * y3 + 0.0007,
-            1.71 * y1 - 8.75 * y2,
-            -10.03 * y3 + 0.43 * y4 + 0.035 * y5,
-            8.32 * y2 + 1.71 * y3 - 1.12 * y4,
-            -1.745 * y5 + 0.43 * y6 + 0.43 * y7,
-            -r + 0.69 * y4 + 1.71 * y5 - 0.43 * y6 + 0.69 * y7,
-            r - 1.81 * y7,
-            -r + 1.81 * y7,
-        ],
-        -1,
-    )
-
-
-def test_hires():
+def testhires():
     # scipy Radau, rtol 1e-12, atol 1e-14.
     ref = torch.tensor(
         [
@@ -149,10 +120,10 @@ def test_hires():
     )
     y0 = torch.tensor([1, 0, 0, 0, 0, 0, 0, 0.0057], dtype=torch.float64)
     t = torch.tensor([0.0, 321.8122], dtype=torch.float64)
-    sol = solve(_hires, y0, t, method="kvaerno5", rtol=1e-6, atol=1e-8)
+    sol = solve(hires, y0, t, method="kvaerno5", rtol=1e-6, atol=1e-8)
     rel = ((sol.ys[-1] - ref) / ref).abs()
     assert bool((rel < 1e-4).all()), rel
-    fixed = solve(_hires, y0, t, method="radauIIA5", options={"step_size": 0.5})
+    fixed = solve(hires, y0, t, method="radauIIA5", options={"step_size": 0.5})
     rel = ((fixed.ys[-1] - ref) / ref).abs()
     assert bool((rel < 1e-2).all()), rel
 
@@ -207,7 +178,7 @@ def test_newton_failure_raises_on_fixed_grid():
 def test_adaptive_newton_failure_shrinks_the_step():
     # A large first step forces Newton failures; the loop recovers.
     sol = solve(
-        _robertson,
+        robertson,
         torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64),
         torch.tensor([0.0, 40.0], dtype=torch.float64),
         method="kvaerno5",
