@@ -647,20 +647,98 @@ def test_B32_float32_time_near_large_t1_terminates_exactly_at_t1(rtol, atol, pha
     assert float((sol.ys[-1] - exact).abs().max()) < phase_tol
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the rtol >= 1 stability cap holds steps inside the real stability "
-    "interval only; a contracting spiral's complex eigenvalues still leave the "
-    "stability region, and the error test cannot see it",
+def _spiral(t, y):
+    # Eigenvalues -0.1 +- 2i: a slowly decaying oscillation, whose step
+    # factors sit near the imaginary axis where explicit methods are weakest.
+    return y @ torch.tensor([[-0.1, -2.0], [2.0, -0.1]], dtype=y.dtype)
+
+
+@pytest.mark.parametrize(
+    "method", ["dopri5", "tsit5", "bosh3", "dopri8", "adaptive_heun", "fehlberg2"]
 )
-def test_B06_kind_huge_tolerance_never_grows_a_contracting_spiral():
-    a = torch.tensor([[-0.1, 2.0], [-2.0, -0.1]])
+def test_B06_kind_huge_tolerance_never_grows_a_contracting_spiral(method):
     with pytest.warns(ToleranceWarning, match=">= 1"):
         y = torchnode.odeint(
-            lambda t, y: y @ a.T,
+            _spiral,
             torch.tensor([2.0, 0.0]),
             torch.linspace(0.0, 1000.0, 50),
             rtol=100.0,
             atol=100.0,
+            method=method,
         )
-    assert float(y.norm(dim=-1).max()) <= 2.0 + 1e-6
+    norms = y.norm(dim=-1)
+    assert float(norms.max()) <= 2.0 + 1e-5
+    # Not merely bounded: it decays as the exact 2 e^(-0.1 t) does.
+    assert float(norms[-1]) < 1e-3
+
+
+def test_B06_kind_huge_tolerance_spiral_per_sample_and_backwards():
+    y0 = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=F64)
+    with pytest.warns(ToleranceWarning, match=">= 1"):
+        sol = torchnode.solve(
+            _spiral,
+            y0,
+            torch.linspace(0.0, 500.0, 20),
+            rtol=10.0,
+            atol=10.0,
+            per_sample=True,
+        )
+    assert float(sol.ys.norm(dim=-1).max()) <= 2.0 + 1e-9
+    # Backwards in time the spiral grows as e^(0.1 |t|): no more than that.
+    with pytest.warns(ToleranceWarning, match=">= 1"):
+        y = torchnode.odeint(
+            _spiral, y0[0], torch.tensor([0.0, -30.0]), rtol=10.0, atol=10.0
+        )
+    exact = 2.0 * math.exp(3.0)
+    assert float(y[-1].norm()) <= 1.5 * exact
+
+
+def test_B06_kind_per_sample_tiny_tolerance_is_clamped_with_a_warning():
+    y0 = torch.tensor([[1.0], [2.0]])
+    with pytest.warns(ToleranceWarning, match="unit roundoff"):
+        sol = torchnode.solve(
+            _decay,
+            y0,
+            torch.tensor([0.0, 1.0]),
+            rtol=1e-20,
+            atol=1e-20,
+            per_sample=True,
+        )
+    exact = y0[:, 0] * math.exp(-1.0)
+    assert torch.allclose(sol.ys[:, -1, 0], exact, rtol=1e-6, atol=0)
+
+
+def test_B06_kind_huge_tolerance_high_dimensional_and_user_tableau():
+    # 40 components: 20 decaying rotations with frequencies 1..39, mixed by a
+    # random orthogonal basis, so no component is an eigenvector.
+    gen = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(40, 40, generator=gen, dtype=F64))
+    blocks = torch.zeros(40, 40, dtype=F64)
+    for i in range(0, 40, 2):
+        blocks[i, i] = blocks[i + 1, i + 1] = -0.05
+        blocks[i, i + 1], blocks[i + 1, i] = 1.0 + i, -1.0 - i
+    a = q @ blocks @ q.T
+    y0 = torch.randn(40, generator=gen, dtype=F64)
+    # RK3 (Kutta) as a user tableau with a first-order embedded estimate: no
+    # table of method names can know its stability region.
+    tab = torchnode.ButcherTableau.build(
+        "kutta3-user",
+        c=[0, 0.5, 1],
+        a=[[], [0.5], [-1, 2]],
+        b=[1 / 6, 2 / 3, 1 / 6],
+        order=3,
+        source="Kutta (1901)",
+        b_hat=[0, 1, 0],
+        error_order=2,
+    )
+    for method in ("dopri5", tab):
+        with pytest.warns(ToleranceWarning, match=">= 1"):
+            y = torchnode.odeint(
+                lambda t, y: a @ y,
+                y0,
+                torch.linspace(0.0, 100.0, 10),
+                rtol=5.0,
+                atol=5.0,
+                method=method,
+            )
+        assert float(y.norm(dim=-1).max()) <= float(y0.norm()) * (1 + 1e-9)

@@ -18,8 +18,14 @@ from .._errors import SolverError
 from .._numerics.controllers import FACTOR_MAX, FACTOR_MIN, SAFETY, make_controller
 from .._numerics.norms import rms_norm, scaled_error
 from .._numerics.rk import RKStepper, StepResult
+from .._numerics.stability import stability_polynomial, stable_step
 from .._numerics.tableau import ButcherTableau
-from .diagnose import STABILITY_LIMIT, describe_non_finite, stiffness_estimate
+from .diagnose import (
+    describe_non_finite,
+    ritz_values,
+    stability_limit,
+    stiffness_estimate,
+)
 from .problem import Problem, sorted_times_in
 from .solution import Stats
 
@@ -28,6 +34,14 @@ __all__ = ["AcceptedStep", "RunResult", "integrate_adaptive"]
 DEFAULT_MAX_NUM_STEPS = 2**31 - 1
 # A step shorter than this many float64 ulps of the current time cannot move it.
 _UNDERFLOW_ULPS = 16.0
+
+
+def _stability_poly(tableau: object) -> Any:
+    """An explicit tableau's stability polynomial; ``None`` for other steppers
+    (implicit and Rosenbrock methods need no cap for rtol >= 1)."""
+    if isinstance(tableau, ButcherTableau):
+        return stability_polynomial(tableau)
+    return None
 
 
 @dataclass
@@ -121,10 +135,8 @@ class _Adaptive:
             if not isinstance(problem.rtol, torch.Tensor)
             else float(problem.rtol.max())
         )
-        self._stability_limit = (
-            STABILITY_LIMIT.get(tableau.name) if r_max >= 1 else None
-        )
-        self._rho: float | None = None
+        self._stability_poly = _stability_poly(tableau) if r_max >= 1 else None
+        self._step_cap: float | None = None
         self._rho_due = 0
 
     # -- step size -----------------------------------------------------------
@@ -156,16 +168,21 @@ class _Adaptive:
     def _stability_cap(self, dt: float, t: float, y, f) -> float:
         """With rtol >= 1 the error test cannot see instability (the tolerance
         grows with the state it inflates), so the step is held inside the
-        method's real stability interval, ``|dt| * rho <= 0.9 * limit``, with
-        the spectral radius ``rho`` re-estimated every 16 accepted steps."""
-        assert self._stability_limit is not None
-        if self._rho is None or self.stats.n_accepted >= self._rho_due:
-            rho = stiffness_estimate(self.field, t, y, f, count=True)
-            self._rho = rho if math.isfinite(rho) else 0.0
+        method's stability region: ``dt * mu`` must stay inside it for every
+        outer eigenvalue ``mu`` of df/dy, complex ones on their own ray (see
+        :func:`~torchnode._numerics.stability.stable_step`). The eigenvalues
+        are re-estimated every 16 accepted steps (Arnoldi, up to 8 field
+        evaluations, counted in ``nfe``)."""
+        assert self._stability_poly is not None
+        if self._step_cap is None or self.stats.n_accepted >= self._rho_due:
+            # Backwards in time the step multiplies by R(-|dt| mu).
+            mus = [
+                self.direction * mu
+                for mu in ritz_values(self.field, t, y, f, count=True)
+            ]
+            self._step_cap = stable_step(self._stability_poly, mus)
             self._rho_due = self.stats.n_accepted + 16
-        if self._rho > 0:
-            dt = min(dt, 0.9 * self._stability_limit / self._rho)
-        return dt
+        return min(dt, self._step_cap)
 
     def _abs_y0(self, y0: torch.Tensor) -> torch.Tensor:
         cached, value = self._abs_cache
@@ -215,11 +232,11 @@ class _Adaptive:
         else:
             msg = f"step size underflow {where}{extra}."
         rho = stiffness_estimate(self.field, t, y, f) if y is not None else math.nan
-        limit = STABILITY_LIMIT.get(name)
+        limit = stability_limit(self.tab)
         if limit is not None and math.isfinite(rho) and rho * abs(dt) > 0.2 * limit:
             msg += (
                 f" The problem looks stiff: df/dy has an eigenvalue of size ~{rho:.3g},"
-                f" so {name} is held to steps near its stability limit {limit}/"
+                f" so {name} is held to steps near its stability limit {limit:.3g}/"
                 f"{rho:.3g} = {limit / rho:.3g} whatever the tolerance. Use a stiff "
                 "(implicit) solver, or integrate a shorter span."
             )
@@ -268,7 +285,7 @@ class _Adaptive:
         nudge_start = 0
         while i_out < n_out:
             dt = min(max(dt, self.min_step), self.max_step)
-            if self._stability_limit is not None:
+            if self._stability_poly is not None:
                 dt = self._stability_cap(dt, t, y, f)
             stop = stops[i_stop]
             lands = (t + 1.01 * dt * direction - stop) * direction >= 0

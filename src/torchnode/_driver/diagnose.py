@@ -4,27 +4,28 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
+from .._numerics.stability import real_stability_limit
+from .._numerics.tableau import ButcherTableau
 from .field import Field
 
-__all__ = ["describe_non_finite", "stiffness_estimate"]
+__all__ = [
+    "describe_non_finite",
+    "ritz_values",
+    "stability_limit",
+    "stiffness_estimate",
+]
 
-# Real-axis stability limits |dt * lambda| of the explicit methods (Hairer and
-# Wanner, Solving ODEs II, IV.2), used to tell a stability-bound step.
-STABILITY_LIMIT = {
-    "euler": 2.0,
-    "midpoint": 2.0,
-    "heun2": 2.0,
-    "adaptive_heun": 2.0,
-    "fehlberg2": 2.0,
-    "heun3": 2.5,
-    "bosh3": 2.5,
-    "rk4": 2.8,
-    "dopri5": 3.3,
-    "tsit5": 3.5,
-    "dopri8": 6.0,
-}
+
+def stability_limit(tableau: object) -> float | None:
+    """Length of an explicit method's stability interval on the negative real
+    axis (``|dt * lam|``), computed from its tableau; ``None`` for a method
+    without a polynomial stability function (implicit, Rosenbrock, Adams)."""
+    if not isinstance(tableau, ButcherTableau):
+        return None
+    return real_stability_limit(tableau)
 
 
 def describe_non_finite(name: str, y: torch.Tensor) -> str | None:
@@ -66,6 +67,59 @@ def stiffness_estimate(
                 break
             v = jv
         return rho
+    finally:
+        if not count:
+            field.nfe = nfe
+
+
+@torch.no_grad()
+def ritz_values(
+    field: Field,
+    t: float,
+    y: torch.Tensor,
+    f: torch.Tensor,
+    k: int = 8,
+    count: bool = False,
+) -> list[complex]:
+    """Estimates the outermost eigenvalues of df/dy at ``(t, y)``, complex ones
+    included, as the Ritz values of ``k`` Arnoldi steps on finite-difference
+    Jacobian-vector products. Exact for a linear field with ``k >= y.numel()``.
+
+    Unlike :func:`stiffness_estimate`, which finds only the spectral radius,
+    this tells a decaying oscillation (``-0.1 +- 2i``) from a decay (``-2``):
+    explicit methods tolerate the first far less. Returns ``[]`` if the
+    estimate fails (a non-finite evaluation). Costs up to ``k`` field
+    evaluations, counted in the statistics only with ``count``.
+    """
+    nfe = field.nfe
+    try:
+        n = y.numel()
+        k = max(1, min(k, n))
+        scale = float(torch.linalg.vector_norm(y)) + 1.0
+        eps = math.sqrt(torch.finfo(y.real.dtype).eps) * scale
+        gen = torch.Generator().manual_seed(0)
+        v = torch.randn(y.shape, generator=gen).to(dtype=y.dtype, device=y.device)
+        basis = [v / torch.linalg.vector_norm(v)]
+        h = np.zeros((k + 1, k), dtype=np.complex128)
+        m = 0
+        for j in range(k):
+            w = (field(t, y + eps * basis[j]) - f) / eps
+            if not bool(torch.isfinite(w).all()):
+                return []
+            # Modified Gram-Schmidt, twice for orthogonality in float32.
+            for _ in range(2):
+                for i, q in enumerate(basis):
+                    c = torch.vdot(q.reshape(-1), w.reshape(-1))
+                    h[i, j] += complex(c)
+                    w = w - c * q
+            m = j + 1
+            size = float(torch.linalg.vector_norm(w))
+            h[j + 1, j] = size
+            if size <= 1e-12 * (np.abs(h[: j + 2, j]).max() + 1e-300):
+                break  # an invariant subspace: its eigenvalues are exact
+            basis.append(w / size)
+        values = np.linalg.eigvals(h[:m, :m])
+        return [complex(x) for x in values if np.isfinite(x)]
     finally:
         if not count:
             field.nfe = nfe

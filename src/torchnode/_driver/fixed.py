@@ -19,7 +19,7 @@ from .._errors import SolverError
 from .._numerics.rk import RKStepper
 from .._numerics.tableau import ButcherTableau
 from .adaptive import AcceptedStep, RunResult
-from .diagnose import STABILITY_LIMIT, describe_non_finite, stiffness_estimate
+from .diagnose import describe_non_finite, stability_limit, stiffness_estimate
 from .problem import Problem
 from .solution import Stats
 
@@ -183,7 +183,7 @@ def integrate_fixed(
             i_out += 1
         if i_out > n_checked or stats.n_steps % _FINITE_CHECK_EVERY == 0:
             last_good = [(t_checked, y_checked), (t0, y)]
-            _check_finite(p, stepper.tableau.name, last_good, t1, t1 - t0, res.y1)
+            _check_finite(p, stepper.tableau, last_good, t1, t1 - t0, res.y1)
             t_checked, y_checked, n_checked = t1, res.y1, i_out
         y, f = res.y1, (None if perturb else f1)
     stats.nfe = p.field.nfe
@@ -192,7 +192,7 @@ def integrate_fixed(
 
 def _check_finite(
     p: Problem,
-    name: str,
+    tableau: ButcherTableau,
     last_good: list[tuple[float, torch.Tensor]],
     t1: float,
     dt: float,
@@ -211,7 +211,8 @@ def _check_finite(
         f"the state became non-finite between t = {t_ok!r} and t = {t1!r} "
         f"(fixed step dt = {dt:.3g}): {bad} at t = {t1!r}."
     )
-    limit = STABILITY_LIMIT.get(name)
+    name = tableau.name
+    limit = stability_limit(tableau)
     rho = math.nan
     with torch.no_grad():
         for t, y in last_good:
@@ -224,7 +225,7 @@ def _check_finite(
     if limit is not None and math.isfinite(rho) and rho * abs(dt) > limit:
         msg += (
             f" The problem looks stiff: df/dy has an eigenvalue of size ~{rho:.3g},"
-            f" beyond {name}'s stability limit {limit}/{abs(dt):.3g}. Use a step "
+            f" beyond {name}'s stability limit {limit:.3g}/{abs(dt):.3g}. Use a step "
             f"below {limit / rho:.3g}, an adaptive or a stiff (implicit) solver."
         )
     else:

@@ -29,9 +29,11 @@ from .._numerics.controllers import (
     PI_ERR_PREV_INIT,
     SAFETY,
 )
+from .._numerics.stability import stable_step
 from .._numerics.tableau import ButcherTableau
-from .adaptive import DEFAULT_MAX_NUM_STEPS
-from .problem import ADAPTIVE_OPTIONS, _work_dtype
+from .adaptive import DEFAULT_MAX_NUM_STEPS, _stability_poly
+from .diagnose import ritz_values
+from .problem import ADAPTIVE_OPTIONS, _clamp_rtol, _work_dtype
 from .solution import Stats
 
 __all__ = ["PerSampleResult", "solve_per_sample"]
@@ -216,6 +218,8 @@ class _Loop:
         self.max_step = float(options.get("max_step", math.inf))
         self.max_num_steps = int(options.get("max_num_steps", DEFAULT_MAX_NUM_STEPS))
         self.first_step = options.get("first_step")
+        r_max = float(rtol.max()) if isinstance(rtol, torch.Tensor) else float(rtol)
+        self.stability_poly = _stability_poly(tab) if r_max >= 1 else None
 
     # -- per-sample pieces ---------------------------------------------------
 
@@ -279,6 +283,15 @@ class _Loop:
             rejected_last = ~accept
         return torch.where(accept, acc, rej), err_prev, rejected_last
 
+    def _stability_cap(self, t, y, f, direction: torch.Tensor) -> float:
+        """The step cap for rtol >= 1 (see the adaptive loop's ``_stability_cap``),
+        one for the whole batch: the Ritz values of the batch's block-diagonal
+        Jacobian cover every sample's outer eigenvalues."""
+        assert self.stability_poly is not None
+        mus = ritz_values(self.field, t, y, f, count=True)  # type: ignore[arg-type]
+        signs = set(direction.tolist())
+        return stable_step(self.stability_poly, [d * mu for d in signs for mu in mus])
+
     # -- the loop ------------------------------------------------------------
 
     def run(self) -> tuple[torch.Tensor, Stats]:
@@ -321,9 +334,16 @@ class _Loop:
         rejected_last = torch.zeros_like(done)
         s = self.tab.n_stages
         fsal = self.tab.fsal
+        n_loops = 0
         while True:
             active = ~done
             h = h.clamp(self.min_step, self.max_step)
+            if self.stability_poly is not None:
+                # Re-estimated every 16 passes, as in the shared-step loop.
+                if n_loops % 16 == 0:
+                    cap = self._stability_cap(t, y, f, direction)
+                h = h.clamp(max=cap)
+                n_loops += 1
             t_next = times.gather(1, i_out.clamp(max=n_out - 1)[:, None])[:, 0]
             lands = (t + 1.01 * h * direction - t_next) * direction >= 0
             t1 = torch.where(lands, t_next, t + h * direction)
@@ -459,6 +479,8 @@ def solve_per_sample(
     real = y_flat.real.dtype
     rtol_n = _tolerance("rtol", rtol, y0, real)
     atol_n = _tolerance("atol", atol, y0, real)
+    # The same warnings (and clamp of an unreachable rtol) as a shared-step solve.
+    rtol_n, atol_n = _clamp_rtol(rtol_n, atol_n, real)
     t_dtype = t.dtype if t.dtype in (torch.float32, torch.float64) else torch.float32
     field = _BatchField(func, y0.shape, dtype, work, t_dtype)
     loop = _Loop(field, tableau, y_flat, times, rtol_n, atol_n, opts)

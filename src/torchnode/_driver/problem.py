@@ -253,8 +253,10 @@ def _clamp_rtol(rtol, atol, work_dtype: torch.dtype):
     if r_max >= 1:
         warn(
             f"rtol = {r_max:g} >= 1 allows errors as large as the solution itself; "
-            "the step size is then held by stability alone. Use rtol < 1 "
-            "(typically 1e-3 to 1e-8).",
+            "the step size is then held only by the method's linear stability "
+            "for the field's current Jacobian, which keeps a contracting linear "
+            "system bounded but gives a nonlinear one no accuracy at all (a damped "
+            "pendulum may gain energy). Use rtol < 1 (typically 1e-3 to 1e-8).",
             ToleranceWarning,
         )
     return rtol, atol
