@@ -56,7 +56,7 @@ def run(ctx: Context) -> WorkloadResult:
     result.notes.append(
         "each run is a fresh torchrun; times are the per-epoch seconds of the run "
         "folder's metrics.csv (start-up excluded; each epoch includes the test "
-        "evaluation, which every rank runs on the whole test set)"
+        "evaluation, which the ranks split between them)"
     )
     result.notes.append(
         f"efficiency = t1 / (2 t2) with t1, t2 the median epoch seconds; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import socket
@@ -46,6 +47,11 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _test_metrics(run: Path) -> list[float]:
+    with open(run / "metrics.csv", newline="") as fh:
+        return [float(row["test_metric"]) for row in csv.DictReader(fh)]
+
+
 def _params(run: Path) -> dict[str, torch.Tensor]:
     payload = torch.load(run / "checkpoint.pt", weights_only=False)
     return payload["model"]
@@ -81,3 +87,5 @@ def test_two_process_gloo_matches_single_process(tmp_path: Path, gradient: str) 
         assert a[key].dtype == torch.float64 or not a[key].is_floating_point()
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
     assert json.loads((multi / "summary.json").read_text())["world_size"] == 2
+    # Each rank scores half of the test set; the reduced metric is the whole's.
+    assert _test_metrics(multi) == _test_metrics(single)

@@ -147,28 +147,51 @@ def _batch_metric(task: Task, out: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def evaluate_model(
-    task: Task, model: nn.Module, data: TaskData, batch_size: int = 512
+    task: Task,
+    model: nn.Module,
+    data: TaskData,
+    batch_size: int = 512,
+    dist: Dist | None = None,
 ) -> dict[str, Any]:
-    """Test metrics of ``model``: the task's metric plus NFE per batch."""
+    """Test metrics of ``model``: the task's metric plus NFE per batch.
+
+    With ``dist`` of world size > 1 each rank evaluates its own contiguous
+    share of the test set and the sums are all-reduced, so every rank returns
+    the same metric; no ``predictions`` are returned then. ``model`` must be
+    the bare module, not its DistributedDataParallel wrapper, whose forward
+    would synchronise the ranks' (unequal) batch counts.
+    """
     model.eval()
     try:
         if task.evaluate is not None:
             scores = task.evaluate(model, data)
             nfe = count_nfe(model)[0]
             return {**scores, "metric": scores["mse"], "nfe_forward": nfe}
-        total, nfe_total, n_batches = 0.0, 0, 0
+        n_test = len(data.x_test)
+        lo, hi = 0, n_test
+        sharded = dist is not None and dist.world_size > 1
+        if sharded:
+            assert dist is not None
+            lo = n_test * dist.rank // dist.world_size
+            hi = n_test * (dist.rank + 1) // dist.world_size
+        total, nfe_total, n_batches = 0.0, 0.0, 0.0
         preds = []
         with torch.no_grad():
-            for start in range(0, len(data.x_test), batch_size):
-                x = data.x_test[start : start + batch_size]
-                y = data.y_test[start : start + batch_size]
+            for start in range(lo, hi, batch_size):
+                x = data.x_test[start : min(start + batch_size, hi)]
+                y = data.y_test[start : min(start + batch_size, hi)]
                 out = model(x)
                 nfe_total += count_nfe(model)[0]
                 n_batches += 1
                 total += _batch_metric(task, out, y)
-                if task.kind == "classification":
+                if task.kind == "classification" and not sharded:
                     preds.append(out.argmax(1))
-        metric = total / len(data.x_test)
+        if sharded:
+            assert dist is not None
+            total, nfe_total, n_batches = dist.all_reduce_sum(
+                [total, nfe_total, n_batches]
+            )
+        metric = total / n_test
         result: dict[str, Any] = {
             "metric": metric,
             task.metric: metric,
@@ -474,7 +497,7 @@ def _train(
                 [acc["loss"], acc["metric"], acc["count"], acc["nfe_f"], acc["nfe_b"]]
             )
             steps = acc["steps"] * dist.world_size
-            test = evaluate_model(task, model, data)
+            test = evaluate_model(task, model, data, dist=dist)
             seconds = time.perf_counter() - epoch_start
             row = {
                 "epoch": epoch + 1,
