@@ -6,12 +6,13 @@ below is a closed form, an mpmath value or scipy at tight tolerance.
 
 import cmath
 import math
+import warnings
 
 import pytest
 import torch
 
 import torchnode
-from torchnode import SolverError, ToleranceWarning
+from torchnode import SolverError, StiffnessWarning, ToleranceWarning
 
 F64 = torch.float64
 MODES = ["direct", "adjoint", "checkpoint"]
@@ -82,6 +83,43 @@ def test_B03_explicit_solver_stops_on_step_budget_with_stiffness_hint():
     assert "max_num_steps = 2000" in str(err)
     assert "stiff" in str(err) and "implicit" in str(err)
     assert 0 < err.t < 40
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3"])
+def test_B03_unbounded_explicit_solve_warns_that_it_crawls(method):
+    # The default budget is unlimited; after 10^4 steps pinned at the stability
+    # limit the user is told why, how far there is to go, and what to use.
+    with pytest.warns(StiffnessWarning, match="looks stiff") as record:
+        with pytest.raises(SolverError, match="max_num_steps"):
+            torchnode.odeint(
+                _robertson,
+                _t(1.0, 0.0, 0.0),
+                _t(0.0, 1e5),
+                rtol=1e-6,
+                atol=1e-10,
+                method=method,
+                options={"max_num_steps": 12_000},
+            )
+    text = str(record[0].message)
+    assert "rodas4" in text and "more steps" in text
+    # The warning points at the caller, not into the library.
+    assert record[0].filename == __file__
+
+
+def test_B03_non_stiff_long_solve_does_not_warn():
+    # 10^4+ steps of a fast, non-stiff oscillation: accuracy, not stability,
+    # sets the step, so no stiffness warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StiffnessWarning)
+        sol = torchnode.solve(
+            lambda t, y: torch.stack([y[1], -y[0]]),
+            _t(1.0, 0.0),
+            _t(0.0, 2000.0),
+            rtol=1e-10,
+            atol=1e-10,
+        )
+    assert sol.stats.n_steps > 10_000
+    assert float(sol.ys[-1, 0]) == pytest.approx(math.cos(2000.0), abs=1e-5)
 
 
 @pytest.mark.parametrize(("method", "step"), [("rk4", 0.01), ("euler", 1e-3)])

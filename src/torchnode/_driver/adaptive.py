@@ -14,12 +14,13 @@ from typing import Any
 
 import torch
 
-from .._errors import SolverError
+from .._errors import SolverError, StiffnessWarning
 from .._numerics.controllers import FACTOR_MAX, FACTOR_MIN, SAFETY, make_controller
 from .._numerics.norms import rms_norm, scaled_error
 from .._numerics.rk import RKStepper, StepResult
 from .._numerics.stability import stability_polynomial, stable_step
 from .._numerics.tableau import ButcherTableau
+from .._warn import warn
 from .diagnose import (
     describe_non_finite,
     ritz_values,
@@ -34,6 +35,9 @@ __all__ = ["AcceptedStep", "RunResult", "integrate_adaptive"]
 DEFAULT_MAX_NUM_STEPS = 2**31 - 1
 # A step shorter than this many float64 ulps of the current time cannot move it.
 _UNDERFLOW_ULPS = 16.0
+# Long explicit solves are checked for stiffness after this many steps, then
+# after twice as many, and so on (8 evaluations each, against >= 10^4 steps).
+_STIFF_CHECK_STEPS = 10_000
 
 
 def _stability_poly(tableau: object) -> Any:
@@ -138,6 +142,9 @@ class _Adaptive:
         self._stability_poly = _stability_poly(tableau) if r_max >= 1 else None
         self._step_cap: float | None = None
         self._rho_due = 0
+        self._stiff_check_at = (
+            _STIFF_CHECK_STEPS if stability_limit(tableau) is not None else None
+        )
 
     # -- step size -----------------------------------------------------------
 
@@ -183,6 +190,28 @@ class _Adaptive:
             self._step_cap = stable_step(self._stability_poly, mus)
             self._rho_due = self.stats.n_accepted + 16
         return min(dt, self._step_cap)
+
+    def _warn_if_stiff(self, t: float, dt: float, y, f, t_end: float) -> None:
+        """Warns once if a long explicit solve is held to its stability limit:
+        the default step budget is unlimited, so a stiff problem would otherwise
+        crawl for hours without a word (Robertson kinetics on [0, 1e5])."""
+        assert self._stiff_check_at is not None
+        self._stiff_check_at *= 2
+        limit = stability_limit(self.tab)
+        rho = stiffness_estimate(self.field, t, y, f, count=True)
+        if limit is None or not math.isfinite(rho) or rho * dt < 0.5 * limit:
+            return
+        self._stiff_check_at = None
+        left = abs(t_end - t) / max(dt, 1e-300)
+        warn(
+            f"the problem looks stiff: after {self.stats.n_steps} steps, at t = "
+            f"{t!r}, df/dy has an eigenvalue of size ~{rho:.3g}, which holds "
+            f"{self.tab.name} to steps near {limit / rho:.3g} whatever the "
+            f"tolerance; about {left:.3g} more steps would reach t = {t_end!r}. "
+            "Use method='rodas4', 'auto' or 'kvaerno5', or bound the work with "
+            "options['max_num_steps'].",
+            StiffnessWarning,
+        )
 
     def _abs_y0(self, y0: torch.Tensor) -> torch.Tensor:
         cached, value = self._abs_cache
@@ -345,6 +374,9 @@ class _Adaptive:
             dt = dt_taken * controller.propose(err, accept)
             if stats.n_steps >= self.max_num_steps and i_out < n_out:
                 self._fail("max_num_steps", t, dt, y, f)
+            check_at = self._stiff_check_at
+            if check_at is not None and stats.n_steps >= check_at and i_out < n_out:
+                self._warn_if_stiff(t, dt, y, f, stops[-1])
             # Measured against the current time only: the span's ulp would call
             # every step of a huge interval an underflow. No check once done.
             if i_out < n_out and dt < _UNDERFLOW_ULPS * math.ulp(abs(t)):
