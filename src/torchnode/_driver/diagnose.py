@@ -37,6 +37,16 @@ def describe_non_finite(name: str, y: torch.Tensor) -> str | None:
     return f"{name}[{j}] = {y[j].item()}"
 
 
+def _probe(y: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """A finite-difference step for Jacobian-vector products at ``y`` and a
+    fixed-seed random unit direction of ``y``'s shape."""
+    scale = float(torch.linalg.vector_norm(y)) + 1.0
+    eps = math.sqrt(torch.finfo(y.real.dtype).eps) * scale
+    v = torch.randn(y.shape, generator=torch.Generator().manual_seed(0))
+    v = v.to(dtype=y.dtype, device=y.device)
+    return eps, v / torch.linalg.vector_norm(v)
+
+
 @torch.no_grad()
 def stiffness_estimate(
     field: Field,
@@ -54,11 +64,8 @@ def stiffness_estimate(
     """
     nfe = field.nfe
     try:
-        v = torch.randn(y.shape, generator=torch.Generator().manual_seed(0))
-        v = v.to(dtype=y.dtype, device=y.device)
+        eps, v = _probe(y)
         rho = float("nan")
-        scale = float(torch.linalg.vector_norm(y)) + 1.0
-        eps = math.sqrt(torch.finfo(y.real.dtype).eps) * scale
         for _ in range(iters):
             v = v / torch.linalg.vector_norm(v)
             jv = (field(t, y + eps * v) - f) / eps
@@ -95,11 +102,8 @@ def ritz_values(
     try:
         n = y.numel()
         k = max(1, min(k, n))
-        scale = float(torch.linalg.vector_norm(y)) + 1.0
-        eps = math.sqrt(torch.finfo(y.real.dtype).eps) * scale
-        gen = torch.Generator().manual_seed(0)
-        v = torch.randn(y.shape, generator=gen).to(dtype=y.dtype, device=y.device)
-        basis = [v / torch.linalg.vector_norm(v)]
+        eps, v = _probe(y)
+        basis = [v]
         h = np.zeros((k + 1, k), dtype=np.complex128)
         m = 0
         for j in range(k):

@@ -105,7 +105,9 @@ class ODENet(nn.Module):
     ``model`` picks the block: a :class:`~torchnode.nn.NeuralODE` over a
     :class:`~torchnode.nn.ConvField`, an augmented one with ``augment``
     extra zero channels, or a discrete :class:`~torchnode.nn.ResNet` of
-    ``n_blocks`` convolutional residual blocks.
+    ``n_blocks`` convolutional residual blocks. The stem's first convolution
+    has stride ``stride``; ``downsample`` more 4x4 stride-2 convolutions follow
+    it, each halving the resolution the block runs at.
     """
 
     def __init__(
@@ -119,15 +121,25 @@ class ODENet(nn.Module):
         stride: int = 1,
         augment: int = 8,
         n_blocks: int = 4,
+        downsample: int = 0,
     ) -> None:
         super().__init__()
         from torchnode.nn import AugmentedNeuralODE, ConvField, NeuralODE, ResNet
 
-        self.stem = nn.Sequential(
+        stem: list[nn.Module] = [
             nn.Conv2d(in_channels, width, 3, stride=stride, padding=1),
             _group_norm(width),
             nn.ReLU(),
-        )
+        ]
+        for _ in range(downsample):
+            # Chen et al. (2018)'s ODE-Net halves the resolution twice this
+            # way before its ODE block.
+            stem += [
+                nn.Conv2d(width, width, 4, stride=2, padding=1),
+                _group_norm(width),
+                nn.ReLU(),
+            ]
+        self.stem = nn.Sequential(*stem)
         out = width
         block: nn.Module
         if model == "node":

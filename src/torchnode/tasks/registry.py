@@ -95,7 +95,7 @@ def _build_digits(model: str, data: TaskData, solver: SolverSettings) -> nn.Modu
 
 
 def _build_fashion(model: str, data: TaskData, solver: SolverSettings) -> nn.Module:
-    return ODENet(model, 1, 10, width=48, stride=2, solver=solver, n_blocks=4)
+    return ODENet(model, 1, 10, width=64, downsample=2, solver=solver, n_blocks=4)
 
 
 # ---------------------------------------------------------------------------
@@ -323,9 +323,11 @@ TASKS: dict[str, Task] = {
             epochs=4,
             batch_size=128,
             lr=2e-3,
+            lr_schedule="cosine",
             load=_load_fashion,
             build=_build_fashion,
-            solver=SolverSettings("dopri5", 1e-3, 1e-3, "adjoint"),
+            solver=SolverSettings("dopri5", 1e-2, 1e-2, "adjoint"),
+            weight_decay=1e-4,
         ),
         Task(
             name="spiral",
