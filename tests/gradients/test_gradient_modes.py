@@ -130,3 +130,36 @@ def test_backward_counters_are_filled_after_backward(mode):
     if mode == "checkpoint":
         assert sol.stats.n_steps_backward == sol.stats.n_accepted
     assert float(k.grad) == pytest.approx(-math.exp(-0.5), rel=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["adjoint", "checkpoint"])
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [("dopri5", None), ("rk4", {"step_size": 0.1}), ("explicit_adams", None)],
+)
+def test_finding_the_parameters_costs_no_field_evaluation(mode, method, options):
+    # The evaluation whose graph shows the field's tensors is the solve's first
+    # one, so the forward pass calls the field exactly as often as 'direct'.
+    if mode == "checkpoint" and method == "explicit_adams":
+        pytest.skip("a multistep method cannot be checkpointed")
+    k = torch.tensor(0.5, dtype=F64, requires_grad=True)
+    calls = {}
+    for m in ("direct", mode):
+        count = [0]
+
+        def field(t, y, count=count):
+            count[0] += 1
+            return -k * y + torch.cos(t)
+
+        sol = torchnode.solve(
+            field,
+            torch.ones(3, dtype=F64),
+            torch.tensor([0.0, 0.5, 1.0], dtype=F64),
+            method=method,
+            options=options,
+            gradient=m,
+        )
+        assert sol.stats.nfe == count[0]
+        calls[m] = count[0]
+        sol.ys.sum().backward()
+    assert calls[mode] == calls["direct"]

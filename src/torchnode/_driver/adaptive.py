@@ -254,7 +254,7 @@ class _Adaptive:
         )
         stops.append(t_end)
         i_stop = 0
-        f = self.field(t, y)
+        f = p.first_field(t, y)
         self._check_finite_start(t, y, f)
         if self.first_step is not None:
             dt = abs(float(self.first_step))

@@ -162,7 +162,7 @@ def integrate_fixed(
     t_checked = grid[0]
     for t0, t1 in itertools.pairwise(grid):
         if f is None:
-            f = p.field(t0, y, nudge)
+            f = p.first_field(t0, y, nudge)
         res = stepper.step(p.field, t0, t1, y, f, perturb=perturb)
         stats.n_steps += 1
         stats.n_accepted += 1

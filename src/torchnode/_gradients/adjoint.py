@@ -250,7 +250,8 @@ def solve_adjoint(
     """Solves with adjoint gradients; returns flat outputs and the run."""
     from .time_grad import attach_time_gradients
 
-    params = collect_params(problem, settings.params, "adjoint")
+    params, f0 = collect_params(problem, settings.params, "adjoint")
+    problem = dataclasses.replace(problem, f0=f0)
     holder: dict = {"dense": dense}
 
     def run(y0: torch.Tensor) -> torch.Tensor:
