@@ -20,11 +20,18 @@ ODE"): ``g`` never feeds back into ``y`` or ``a``, so its error cannot spoil
 theirs, and steps are chosen for ``y`` and ``a`` alone. It is safe whenever the
 parameter gradient needs no more accuracy than the state's adjoint; it is not
 when ``g`` is a sum of many nearly cancelling terms (then use the full norm).
+
+First step of each backward interval: the step the forward controller proposed
+at ``t_i``, scaled to the backward tolerances, instead of the initial-step
+heuristic (an evaluation per interval, and with the full norm a tiny step,
+since ``g`` starts at zero). ``{'first_step': h}`` in the backward options
+fixes it; ``{'first_step': None}`` asks for the heuristic.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -159,8 +166,55 @@ def _norm(settings: AdjointSettings, n: int, n_params: int, layout: Layout):
     return norm
 
 
+def _representative(tol: float | torch.Tensor) -> float:
+    return float(tol.max()) if isinstance(tol, torch.Tensor) else float(tol)
+
+
+def _first_steps(
+    problem: Problem, settings: AdjointSettings, res: RunResult
+) -> list[float | None]:
+    """The backward solve's first step from each output time (``None``: the
+    initial-step heuristic, which costs an evaluation).
+
+    The forward controller's step at ``t_i`` (``RunResult.step_at_outputs``)
+    already measured the field's scale there; with other tolerances it is
+    scaled by ``(tol_back / tol_forward) ** (1 / k)``, the local error being
+    ``O(h^k)`` with ``k`` the error order plus one. An explicit ``first_step``
+    in the backward options (``None`` included: the heuristic) wins.
+    """
+    n_out = len(problem.t)
+    known = res.step_at_outputs
+    if not settings.spec.adaptive or "first_step" in settings.options:
+        return [None] * n_out
+    if len(known) != n_out:
+        return [None] * n_out
+    ratios = []
+    for back, fwd in ((settings.rtol, problem.rtol), (settings.atol, problem.atol)):
+        b, f = _representative(back), _representative(fwd)
+        if f > 0:
+            ratios.append(b / f)
+    ratio = min(ratios, default=1.0)
+    scale = 1.0
+    if ratio != 1.0:
+        tab = settings.spec.tableau
+        if tab is None or not ratio > 0:
+            return [None] * n_out
+        k = min(tab.order, tab.error_order or tab.order) + 1
+        scale = ratio ** (1.0 / k)
+    out: list[float | None] = []
+    for h in known:
+        h1 = None if h is None else h * scale
+        out.append(h1 if h1 is not None and math.isfinite(h1) and h1 > 0 else None)
+    return out
+
+
 def _backward_problem(
-    problem: Problem, settings: AdjointSettings, params, z0, t_pair
+    problem: Problem,
+    settings: AdjointSettings,
+    params,
+    z0,
+    t_pair,
+    first_step: float | None = None,
 ) -> Problem:
     n = problem.y0.numel()
     n_params = z0.numel() - 2 * n
@@ -182,7 +236,11 @@ def _backward_problem(
         atol=_extend(settings.atol, n_params),
         norm=_norm(settings, n, n_params, problem.layout),
         layout=layout,
-        options=settings.options,
+        options=(
+            settings.options
+            if first_step is None
+            else {**settings.options, "first_step": first_step}
+        ),
     )
 
 
@@ -218,12 +276,18 @@ class _Adjoint(torch.autograd.Function):
         g = torch.zeros(
             sum(p.numel() for p in params), dtype=work, device=problem.y0.device
         )
+        first = _first_steps(problem, ctx.settings, ctx.res)
         with torch.no_grad():
             for i in range(len(times) - 1, 0, -1):
                 if times[i] != times[i - 1]:
                     z0 = torch.cat([ys[i], a, g])
                     sub = _backward_problem(
-                        problem, ctx.settings, params, z0, [times[i], times[i - 1]]
+                        problem,
+                        ctx.settings,
+                        params,
+                        z0,
+                        [times[i], times[i - 1]],
+                        first[i],
                     )
                     if problem.field.grad_inside:
                         sub.field.grad_inside = True
