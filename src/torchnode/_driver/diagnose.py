@@ -29,10 +29,10 @@ STABILITY_LIMIT = {
 
 def describe_non_finite(name: str, y: torch.Tensor) -> str | None:
     """Names the first non-finite component of a flat tensor, or ``None``."""
-    bad = ~torch.isfinite(y)
-    if not bool(bad.any()):
+    finite = torch.isfinite(y)
+    if bool(finite.all()):
         return None
-    j = int(bad.nonzero()[0, 0])
+    j = int((~finite).nonzero()[0, 0])
     return f"{name}[{j}] = {y[j].item()}"
 
 
