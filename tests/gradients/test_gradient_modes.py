@@ -213,3 +213,22 @@ def test_an_explicit_backward_first_step_is_kept():
     fixed, _ = _mlp_adjoint({"first_step": 1e-3})
     seeded, _ = _mlp_adjoint(None)
     assert fixed.nfe_backward > seeded.nfe_backward
+
+
+def test_backward_full_norm_takes_each_parameter_tensor_on_its_own():
+    # torchdiffeq's default adjoint norm: the largest RMS over y, a and every
+    # parameter's piece of g, so a small tensor (a bias) is not averaged away
+    # by a large one; the seminorm leaves the pieces of g out.
+    from torchnode._driver.field import Layout
+    from torchnode._gradients.adjoint import AdjointSettings, _norm
+
+    layout = Layout([torch.Size([2])], F64, False)
+    params = [torch.zeros(3, 3, dtype=F64), torch.zeros(1, dtype=F64)]
+    ratio = torch.zeros(2 + 2 + 10, dtype=F64)
+    ratio[-1] = 2.0  # the bias's error; the weight's is zero
+    settings = AdjointSettings(0.0, 0.0, None, {}, None, None)
+    assert float(_norm(settings, layout, params)(ratio)) == pytest.approx(2.0)
+    settings.norm = "seminorm"
+    assert float(_norm(settings, layout, params)(ratio)) == 0.0
+    ratio[1] = 3.0
+    assert float(_norm(settings, layout, params)(ratio)) == pytest.approx(3 / 2**0.5)

@@ -14,7 +14,8 @@ differs from ``gradient='direct'`` by the solve's error (an ``O(h^p)`` differenc
 on fixed grids; see the README).
 
 Norms of the backward solve: by default the error is measured on all three
-parts, the largest RMS of each (torchdiffeq's choice). ``{'norm': 'seminorm'}``
+parts, as the largest RMS over their tensors (each part of ``y`` and ``a``, each
+parameter's piece of ``g``: torchdiffeq's choice). ``{'norm': 'seminorm'}``
 drops ``g`` from the norm (Kidger, Chen and Lyons 2021, "Hey, that's not an
 ODE"): ``g`` never feeds back into ``y`` or ``a``, so its error cannot spoil
 theirs, and steps are chosen for ``y`` and ``a`` alone. It is safe whenever the
@@ -152,13 +153,25 @@ def _neg(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(like) if g is None else -g
 
 
-def _norm(settings: AdjointSettings, n: int, n_params: int, layout: Layout):
-    sizes = [n, n, n_params]
+def _norm(settings: AdjointSettings, layout: Layout, params) -> Callable:
+    """The backward solve's error norm on the flat ``(y, a, g)``.
+
+    By default the largest RMS over every tensor of the augmented state: each
+    part of ``y`` and of ``a`` (one for a plain state) and each parameter's
+    piece of ``g``, torchdiffeq's default for the adjoint, so that a small
+    tensor (a bias) is not drowned by a large one. The seminorm drops the
+    pieces of ``g``.
+    """
+    state = list(layout.numels)
+    pieces = [p.numel() for p in params]
     if settings.norm is None:
-        return make_mixed_rms(sizes)
+        return make_mixed_rms([*state, *state, *pieces])
     if settings.norm == "seminorm":
-        return make_mixed_rms(sizes, include=[True, True, False])
+        keep = [True] * (2 * len(state)) + [False] * len(pieces)
+        return make_mixed_rms([*state, *state, *pieces], include=keep)
     user: Callable = settings.norm
+    n = layout.numel
+    sizes = [n, n, sum(pieces)]
 
     def norm(ratio: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(user(tuple(torch.split(ratio, sizes))))
@@ -234,7 +247,7 @@ def _backward_problem(
         t_tensor=problem.t_tensor,
         rtol=_extend(settings.rtol, n_params),
         atol=_extend(settings.atol, n_params),
-        norm=_norm(settings, n, n_params, problem.layout),
+        norm=_norm(settings, problem.layout, params),
         layout=layout,
         options=(
             settings.options
