@@ -307,7 +307,10 @@ def odeint_adjoint(
     Memory does not grow with the number of steps. The backward solve uses
     ``adjoint_rtol``/``adjoint_atol``/``adjoint_method``/``adjoint_options``,
     each defaulting to the forward solve's; ``adjoint_options={'norm':
-    'seminorm'}`` leaves the parameter adjoint out of the error norm.
+    'seminorm'}`` leaves the parameter adjoint out of the error norm. Each
+    backward interval starts with the forward solve's step at that time (scaled
+    to the backward tolerances); ``adjoint_options={'first_step': None}`` picks
+    it by the initial-step heuristic instead.
 
     ``adjoint_params`` lists the tensors to differentiate. By default these are
     the parameters (and gradient-carrying buffers) of ``func`` when it is an

@@ -89,17 +89,19 @@ def test_B03_explicit_solver_stops_on_step_budget_with_stiffness_hint():
 def test_B03_unbounded_explicit_solve_warns_that_it_crawls(method):
     # The default budget is unlimited; after 10^4 steps pinned at the stability
     # limit the user is told why, how far there is to go, and what to use.
-    with pytest.warns(StiffnessWarning, match="looks stiff") as record:
-        with pytest.raises(SolverError, match="max_num_steps"):
-            torchnode.odeint(
-                _robertson,
-                _t(1.0, 0.0, 0.0),
-                _t(0.0, 1e5),
-                rtol=1e-6,
-                atol=1e-10,
-                method=method,
-                options={"max_num_steps": 12_000},
-            )
+    with (
+        pytest.warns(StiffnessWarning, match="looks stiff") as record,
+        pytest.raises(SolverError, match="max_num_steps"),
+    ):
+        torchnode.odeint(
+            _robertson,
+            _t(1.0, 0.0, 0.0),
+            _t(0.0, 1e5),
+            rtol=1e-6,
+            atol=1e-10,
+            method=method,
+            options={"max_num_steps": 12_000},
+        )
     text = str(record[0].message)
     assert "rodas4" in text and "more steps" in text
     # The warning points at the caller, not into the library.

@@ -130,3 +130,105 @@ def test_backward_counters_are_filled_after_backward(mode):
     if mode == "checkpoint":
         assert sol.stats.n_steps_backward == sol.stats.n_accepted
     assert float(k.grad) == pytest.approx(-math.exp(-0.5), rel=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["adjoint", "checkpoint"])
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [("dopri5", None), ("rk4", {"step_size": 0.1}), ("explicit_adams", None)],
+)
+def test_finding_the_parameters_costs_no_field_evaluation(mode, method, options):
+    # The evaluation whose graph shows the field's tensors is the solve's first
+    # one, so the forward pass calls the field exactly as often as 'direct'.
+    if mode == "checkpoint" and method == "explicit_adams":
+        pytest.skip("a multistep method cannot be checkpointed")
+    k = torch.tensor(0.5, dtype=F64, requires_grad=True)
+    calls = {}
+    for m in ("direct", mode):
+        count = [0]
+
+        def field(t, y, count=count):
+            count[0] += 1
+            return -k * y + torch.cos(t)
+
+        sol = torchnode.solve(
+            field,
+            torch.ones(3, dtype=F64),
+            torch.tensor([0.0, 0.5, 1.0], dtype=F64),
+            method=method,
+            options=options,
+            gradient=m,
+        )
+        assert sol.stats.nfe == count[0]
+        calls[m] = count[0]
+        sol.ys.sum().backward()
+    assert calls[mode] == calls["direct"]
+
+
+def _mlp_adjoint(adjoint_options, adjoint_rtol=None, n_out=2):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(4, 32), torch.nn.Tanh(), torch.nn.Linear(32, 4)
+    ).double()
+    y0 = torch.randn(8, 4, dtype=F64)
+    sol = torchnode.solve(
+        lambda t, y: net(y),
+        y0,
+        torch.linspace(0.0, 2.0, n_out, dtype=F64),
+        rtol=1e-6,
+        atol=1e-8,
+        gradient="adjoint",
+        adjoint_rtol=adjoint_rtol,
+        adjoint_options=adjoint_options,
+    )
+    sol.ys.pow(2).sum().backward()
+    grad = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+    return sol.stats, grad
+
+
+@pytest.mark.parametrize("n_out", [2, 5])
+def test_backward_solve_starts_from_the_forward_step(n_out):
+    # Each backward interval starts with the step the forward controller chose
+    # at that output time instead of the initial-step heuristic, which costs an
+    # evaluation per interval (more with the full norm, where the parameter
+    # adjoint starts at zero and the heuristic's first step comes out tiny).
+    seeded, g_seeded = _mlp_adjoint(None, n_out=n_out)
+    guessed, g_guessed = _mlp_adjoint({"first_step": None}, n_out=n_out)
+    assert seeded.nfe_backward < guessed.nfe_backward
+    torch.testing.assert_close(g_seeded, g_guessed, rtol=1e-4, atol=1e-6)
+    reference = _mlp_adjoint(None, adjoint_rtol=1e-10, n_out=n_out)[1]
+    torch.testing.assert_close(g_seeded, reference, rtol=1e-4, atol=1e-6)
+
+
+def test_backward_first_step_scales_with_a_looser_adjoint_tolerance():
+    # The forward step is scaled by (tol_back / tol_forward) ** (1 / 5) for
+    # dopri5, so a looser backward solve starts with a longer step.
+    loose, g_loose = _mlp_adjoint(None, adjoint_rtol=1e-3)
+    tight, g_tight = _mlp_adjoint(None)
+    assert loose.nfe_backward < tight.nfe_backward
+    torch.testing.assert_close(g_loose, g_tight, rtol=1e-2, atol=1e-4)
+
+
+def test_an_explicit_backward_first_step_is_kept():
+    fixed, _ = _mlp_adjoint({"first_step": 1e-3})
+    seeded, _ = _mlp_adjoint(None)
+    assert fixed.nfe_backward > seeded.nfe_backward
+
+
+def test_backward_full_norm_takes_each_parameter_tensor_on_its_own():
+    # torchdiffeq's default adjoint norm: the largest RMS over y, a and every
+    # parameter's piece of g, so a small tensor (a bias) is not averaged away
+    # by a large one; the seminorm leaves the pieces of g out.
+    from torchnode._driver.field import Layout
+    from torchnode._gradients.adjoint import AdjointSettings, _norm
+
+    layout = Layout([torch.Size([2])], F64, False)
+    params = [torch.zeros(3, 3, dtype=F64), torch.zeros(1, dtype=F64)]
+    ratio = torch.zeros(2 + 2 + 10, dtype=F64)
+    ratio[-1] = 2.0  # the bias's error; the weight's is zero
+    settings = AdjointSettings(0.0, 0.0, None, {}, None, None)
+    assert float(_norm(settings, layout, params)(ratio)) == pytest.approx(2.0)
+    settings.norm = "seminorm"
+    assert float(_norm(settings, layout, params)(ratio)) == 0.0
+    ratio[1] = 3.0
+    assert float(_norm(settings, layout, params)(ratio)) == pytest.approx(3 / 2**0.5)

@@ -67,13 +67,20 @@ class AcceptedStep:
 
 @dataclass
 class RunResult:
-    """What a solve loop returns: flat outputs ``[T, N]`` and counters."""
+    """What a solve loop returns: flat outputs ``[T, N]`` and counters.
+
+    ``step_at_outputs`` (adaptive loops) holds, for each output time, the step
+    size the controller proposed right after the accepted step that reached it
+    (``None`` for outputs at ``t[0]``); an adjoint's backward solve starts from
+    it instead of guessing a first step.
+    """
 
     ys: list[torch.Tensor]
     stats: Stats
     steps: list[AcceptedStep] = field(default_factory=list)
     event_t: float | None = None
     stepper: Any = None
+    step_at_outputs: list[float | None] = field(default_factory=list)
 
 
 EventHook = Callable[[float, float, torch.Tensor, torch.Tensor, Callable], float | None]
@@ -290,6 +297,7 @@ class _Adaptive:
         while i_out < n_out and times[i_out] == t:
             ys.append(y)
             i_out += 1
+        self.step_at_outputs: list[float | None] = [None] * n_out
         if i_out == n_out:
             return self._result(ys, None)
         self.direction = direction = 1.0 if t_end > t else -1.0
@@ -300,7 +308,7 @@ class _Adaptive:
         )
         stops.append(t_end)
         i_stop = 0
-        f = self.field(t, y)
+        f = p.first_field(t, y)
         self._check_finite_start(t, y, f)
         if self.first_step is not None:
             dt = abs(float(self.first_step))
@@ -345,6 +353,7 @@ class _Adaptive:
                     self.steps.append(
                         AcceptedStep(t, t1, y_rec, stages, nudge_start, at_jump)
                     )
+                i_reached = i_out
                 while i_out < n_out and (times[i_out] - t1) * direction <= 0:
                     if times[i_out] == t1:
                         ys.append(y1)
@@ -365,6 +374,7 @@ class _Adaptive:
                 dt_taken = abs(t1 - t)
                 t, y, f = t1, y1, f1
             else:
+                i_reached = i_out
                 stats.n_rejected += 1
                 if callbacks[2] is not None:
                     callbacks[2](
@@ -372,6 +382,8 @@ class _Adaptive:
                     )
                 dt_taken = abs(t1 - t)
             dt = dt_taken * controller.propose(err, accept)
+            for i in range(i_reached, i_out):
+                self.step_at_outputs[i] = dt
             if stats.n_steps >= self.max_num_steps and i_out < n_out:
                 self._fail("max_num_steps", t, dt, y, f)
             check_at = self._stiff_check_at
@@ -406,7 +418,9 @@ class _Adaptive:
         if bind is not None:
             # Steps replayed later (checkpointed gradients) are not counted.
             bind(None, None)
-        return RunResult(ys, self.stats, self.steps, event_t, self.stepper)
+        return RunResult(
+            ys, self.stats, self.steps, event_t, self.stepper, self.step_at_outputs
+        )
 
     def _check_finite_start(self, t: float, y, f) -> None:
         bad = describe_non_finite("y0", y) or describe_non_finite("func(t0, y0)", f)

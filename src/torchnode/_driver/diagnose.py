@@ -30,10 +30,10 @@ def stability_limit(tableau: object) -> float | None:
 
 def describe_non_finite(name: str, y: torch.Tensor) -> str | None:
     """Names the first non-finite component of a flat tensor, or ``None``."""
-    bad = ~torch.isfinite(y)
-    if not bool(bad.any()):
+    finite = torch.isfinite(y)
+    if bool(finite.all()):
         return None
-    j = int(bad.nonzero()[0, 0])
+    j = int((~finite).nonzero()[0, 0])
     return f"{name}[{j}] = {y[j].item()}"
 
 

@@ -88,15 +88,105 @@ class Field:
         self.work_dtype = work_dtype
         self.device = device
         self.nfe = 0
-        self.checked = False
         self.plain = not layout.is_tuple and layout.dtype == work_dtype
         self.shape = layout.shapes[0]
-        self.observer: Callable[[float], None] | None = None
+        # view() parses a tuple of ints faster than a torch.Size, which matters
+        # at small sizes where this is a good part of a call's cost. A 0-dim
+        # state views as view(()).
+        self._dims = tuple(self.shape) or ((),)
+        self._checked = False
+        self._observer: Callable[[float], None] | None = None
         # Set when the field must run under autograd although the solve does
         # not record a graph (a field that calls torch.autograd.grad itself).
-        self.grad_inside = False
+        self._grad_inside = False
+        self._fast = False
+        # The last time tensor made, by its float: consecutive evaluations at
+        # one time (the last stage at t1 and the next step's first; stages with
+        # equal nodes) share it instead of making another.
+        self._t_last: float | None = None
+        self._tt_last: torch.Tensor | None = None
         # Set when the field uses tensors found only by walking its graph.
         self.captured_through_graph = False
+
+    # The three settings below decide whether a call can take the short path
+    # (a plain state whose first output has been checked); kept as properties
+    # so that the decision is made when they change, not at every call.
+
+    @property
+    def checked(self) -> bool:
+        """Whether the first output has been checked (shape, dtype, device)."""
+        return self._checked
+
+    @checked.setter
+    def checked(self, value: bool) -> None:
+        self._checked = value
+        self._update_fast()
+
+    @property
+    def grad_inside(self) -> bool:
+        """Whether the field runs under autograd although the solve does not
+        record a graph (a field that calls ``torch.autograd.grad`` itself)."""
+        return self._grad_inside
+
+    @grad_inside.setter
+    def grad_inside(self, value: bool) -> None:
+        self._grad_inside = value
+        self._update_fast()
+
+    @property
+    def observer(self) -> Callable[[float], None] | None:
+        """Called with each evaluation's time, when set."""
+        return self._observer
+
+    @observer.setter
+    def observer(self, value: Callable[[float], None] | None) -> None:
+        self._observer = value
+        self._update_fast()
+
+    def _update_fast(self) -> None:
+        self._fast = (
+            self.plain
+            and self._checked
+            and not self._grad_inside
+            and self._observer is None
+        )
+
+    @property
+    def dims(self) -> tuple | None:
+        """The caller's shape as ``view`` arguments for a plain state (one
+        tensor in the working dtype), where :meth:`into` can write an output
+        without flattening it; ``None`` otherwise."""
+        return self._dims if self.plain else None
+
+    def into(
+        self, t: float, y: torch.Tensor, perturb: int, dest: torch.Tensor
+    ) -> torch.Tensor | None:
+        """Evaluates like ``self(t, y, perturb)`` and copies the output into
+        ``dest``, a buffer row viewed in the caller's shape; returns ``None``.
+
+        An output that requires grad is not copied (the caller must then
+        record the step under autograd), nor one of a call off the short path;
+        such an output is returned flat instead, for the caller to handle.
+        """
+        if not (self._fast and not perturb):
+            return self(t, y, perturb)
+        self.nfe += 1
+        tt = self._time_tensor(t)
+        try:
+            out = self.func(tt, y.view(*self._dims))
+        except RuntimeError as err:
+            return self._retry_with_grad(err, tt, y)
+        if out.requires_grad:
+            return out.reshape(-1)
+        dest.copy_(out)
+        return None
+
+    def _time_tensor(self, t: float) -> torch.Tensor:
+        if t == self._t_last:
+            return self._tt_last  # type: ignore[return-value]
+        tt = torch.scalar_tensor(t, dtype=self.t_dtype, device=self.device)
+        self._t_last, self._tt_last = t, tt
+        return tt
 
     def time(self, t: float, perturb: int = 0) -> torch.Tensor:
         tt = torch.scalar_tensor(t, dtype=self.t_dtype, device=self.device)
@@ -107,28 +197,39 @@ class Field:
 
     def __call__(self, t: float, y: torch.Tensor, perturb: int = 0) -> torch.Tensor:
         self.nfe += 1
-        if self.observer is not None:
-            self.observer(t)
+        if self._fast and not perturb:
+            tt = self._time_tensor(t)
+            try:
+                return self.func(tt, y.view(*self._dims)).reshape(-1)
+            except RuntimeError as err:
+                return self._retry_with_grad(err, tt, y)
+        if self._observer is not None:
+            self._observer(t)
         tt = self.time(t, perturb)
-        if self.grad_inside:
+        if self._grad_inside:
             return self._call_with_grad(tt, y)
         try:
             if self.plain:
-                out = self.func(tt, y.view(self.shape))
-                if self.checked:
+                out = self.func(tt, y.view(*self._dims))
+                if self._checked:
                     return out.reshape(-1)
             else:
                 out = self.func(tt, self.layout.unflatten(y))
         except RuntimeError as err:
-            if not _is_missing_grad(err):
-                raise
-            # The field differentiates internally (a gradient flow, a
-            # Hamiltonian): from now on it runs under autograd.
-            self.grad_inside = True
-            return self._call_with_grad(tt, y)
-        if not self.checked:
+            return self._retry_with_grad(err, tt, y)
+        if not self._checked:
             self._check(out)
         return self.layout.flatten(out, self.work_dtype)
+
+    def _retry_with_grad(
+        self, err: RuntimeError, tt: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        if not _is_missing_grad(err):
+            raise err
+        # The field differentiates internally (a gradient flow, a Hamiltonian):
+        # from now on it runs under autograd.
+        self.grad_inside = True
+        return self._call_with_grad(tt, y)
 
     def _call_with_grad(self, tt: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         recording = torch.is_grad_enabled()

@@ -158,34 +158,45 @@ def integrate_fixed(
     n_checked = i_out
     y_checked = y
     nudge = (1 if direction > 0 else -1) if perturb else 0
-    f = None
     t_checked = grid[0]
+    field = p.field
+    step = stepper.step
+    # An explicit stepper writes a non-FSAL method's first stage straight into
+    # its buffer; an implicit one has no such entry.
+    first_stage = getattr(stepper, "first_stage", None)
+    f = p.first_field(grid[0], y, nudge) if p.f0 is not None else None
+    n_steps = 0
     for t0, t1 in itertools.pairwise(grid):
         if f is None:
-            f = p.field(t0, y, nudge)
-        res = stepper.step(p.field, t0, t1, y, f, perturb=perturb)
-        stats.n_steps += 1
-        stats.n_accepted += 1
+            f = (
+                field(t0, y, nudge)
+                if first_stage is None
+                else first_stage(field, t0, y, nudge)
+            )
+        res = step(field, t0, t1, y, f, perturb=perturb)
+        n_steps += 1
         if record_steps:
             steps.append(AcceptedStep(t0, t1, y.detach(), None, nudge, perturb))
+        y1 = res.y1
         f1 = None if perturb else res.f1
         while i_out < n_out and (times[i_out] - t1) * direction <= 0:
             t_out = times[i_out]
             if t_out == t1:
-                ys.append(res.y1)
+                ys.append(y1)
             elif interp == "linear":
                 w = (t_out - t0) / (t1 - t0)
-                ys.append(torch.lerp(y, res.y1, w))
+                ys.append(torch.lerp(y, y1, w))
             else:
                 if f1 is None:
-                    f1 = p.field(t1, res.y1, -nudge)
-                ys.append(_hermite(y, res.y1, f, f1, t0, t1, t_out))
+                    f1 = field(t1, y1, -nudge)
+                ys.append(_hermite(y, y1, f, f1, t0, t1, t_out))
             i_out += 1
-        if i_out > n_checked or stats.n_steps % _FINITE_CHECK_EVERY == 0:
+        if i_out > n_checked or n_steps % _FINITE_CHECK_EVERY == 0:
             last_good = [(t_checked, y_checked), (t0, y)]
-            _check_finite(p, stepper.tableau, last_good, t1, t1 - t0, res.y1)
-            t_checked, y_checked, n_checked = t1, res.y1, i_out
-        y, f = res.y1, (None if perturb else f1)
+            _check_finite(p, stepper.tableau, last_good, t1, t1 - t0, y1)
+            t_checked, y_checked, n_checked = t1, y1, i_out
+        y, f = y1, (None if perturb else f1)
+    stats.n_steps = stats.n_accepted = n_steps
     stats.nfe = p.field.nfe
     return RunResult(ys, stats, steps, None, stepper)
 

@@ -66,6 +66,9 @@ class Problem:
         norm: error norm on the flat scaled error.
         layout: how the flat state maps back to the caller's structure.
         options: the method's options, validated.
+        f0: ``field(t[0], y0)`` ``[N]`` when it has been evaluated already (by
+            parameter discovery), counted in ``field.nfe``; ``None`` otherwise.
+            Whoever replaces ``y0`` by a different state must drop it.
     """
 
     field: Field
@@ -77,10 +80,19 @@ class Problem:
     norm: Norm
     layout: Layout
     options: dict[str, Any] = dc_field(default_factory=dict)
+    f0: torch.Tensor | None = None
 
     @property
     def direction(self) -> float:
         return 1.0 if self.t[-1] >= self.t[0] else -1.0
+
+    def first_field(self, t: float, y: torch.Tensor, perturb: int = 0) -> torch.Tensor:
+        """``field(t, y, perturb)`` for a solve loop's first evaluation: the stored
+        :attr:`f0` when that is this evaluation (``y`` is ``y0`` itself, ``t`` is
+        ``t[0]``, no one-sided limit), else a new one."""
+        if self.f0 is not None and perturb == 0 and y is self.y0 and t == self.t[0]:
+            return self.f0
+        return self.field(t, y, perturb)
 
 
 def _as_parts(y0) -> tuple[list[torch.Tensor], bool]:

@@ -14,17 +14,25 @@ differs from ``gradient='direct'`` by the solve's error (an ``O(h^p)`` differenc
 on fixed grids; see the README).
 
 Norms of the backward solve: by default the error is measured on all three
-parts, the largest RMS of each (torchdiffeq's choice). ``{'norm': 'seminorm'}``
+parts, as the largest RMS over their tensors (each part of ``y`` and ``a``, each
+parameter's piece of ``g``: torchdiffeq's choice). ``{'norm': 'seminorm'}``
 drops ``g`` from the norm (Kidger, Chen and Lyons 2021, "Hey, that's not an
 ODE"): ``g`` never feeds back into ``y`` or ``a``, so its error cannot spoil
 theirs, and steps are chosen for ``y`` and ``a`` alone. It is safe whenever the
 parameter gradient needs no more accuracy than the state's adjoint; it is not
 when ``g`` is a sum of many nearly cancelling terms (then use the full norm).
+
+First step of each backward interval: the step the forward controller proposed
+at ``t_i``, scaled to the backward tolerances, instead of the initial-step
+heuristic (an evaluation per interval, and with the full norm a tiny step,
+since ``g`` starts at zero). ``{'first_step': h}`` in the backward options
+fixes it; ``{'first_step': None}`` asks for the heuristic.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -145,13 +153,25 @@ def _neg(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(like) if g is None else -g
 
 
-def _norm(settings: AdjointSettings, n: int, n_params: int, layout: Layout):
-    sizes = [n, n, n_params]
+def _norm(settings: AdjointSettings, layout: Layout, params) -> Callable:
+    """The backward solve's error norm on the flat ``(y, a, g)``.
+
+    By default the largest RMS over every tensor of the augmented state: each
+    part of ``y`` and of ``a`` (one for a plain state) and each parameter's
+    piece of ``g``, torchdiffeq's default for the adjoint, so that a small
+    tensor (a bias) is not drowned by a large one. The seminorm drops the
+    pieces of ``g``.
+    """
+    state = list(layout.numels)
+    pieces = [p.numel() for p in params]
     if settings.norm is None:
-        return make_mixed_rms(sizes)
+        return make_mixed_rms([*state, *state, *pieces])
     if settings.norm == "seminorm":
-        return make_mixed_rms(sizes, include=[True, True, False])
+        keep = [True] * (2 * len(state)) + [False] * len(pieces)
+        return make_mixed_rms([*state, *state, *pieces], include=keep)
     user: Callable = settings.norm
+    n = layout.numel
+    sizes = [n, n, sum(pieces)]
 
     def norm(ratio: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(user(tuple(torch.split(ratio, sizes))))
@@ -159,8 +179,55 @@ def _norm(settings: AdjointSettings, n: int, n_params: int, layout: Layout):
     return norm
 
 
+def _representative(tol: float | torch.Tensor) -> float:
+    return float(tol.max()) if isinstance(tol, torch.Tensor) else float(tol)
+
+
+def _first_steps(
+    problem: Problem, settings: AdjointSettings, res: RunResult
+) -> list[float | None]:
+    """The backward solve's first step from each output time (``None``: the
+    initial-step heuristic, which costs an evaluation).
+
+    The forward controller's step at ``t_i`` (``RunResult.step_at_outputs``)
+    already measured the field's scale there; with other tolerances it is
+    scaled by ``(tol_back / tol_forward) ** (1 / k)``, the local error being
+    ``O(h^k)`` with ``k`` the error order plus one. An explicit ``first_step``
+    in the backward options (``None`` included: the heuristic) wins.
+    """
+    n_out = len(problem.t)
+    known = res.step_at_outputs
+    if not settings.spec.adaptive or "first_step" in settings.options:
+        return [None] * n_out
+    if len(known) != n_out:
+        return [None] * n_out
+    ratios = []
+    for back, fwd in ((settings.rtol, problem.rtol), (settings.atol, problem.atol)):
+        b, f = _representative(back), _representative(fwd)
+        if f > 0:
+            ratios.append(b / f)
+    ratio = min(ratios, default=1.0)
+    scale = 1.0
+    if ratio != 1.0:
+        tab = settings.spec.tableau
+        if tab is None or not ratio > 0:
+            return [None] * n_out
+        k = min(tab.order, tab.error_order or tab.order) + 1
+        scale = ratio ** (1.0 / k)
+    out: list[float | None] = []
+    for h in known:
+        h1 = None if h is None else h * scale
+        out.append(h1 if h1 is not None and math.isfinite(h1) and h1 > 0 else None)
+    return out
+
+
 def _backward_problem(
-    problem: Problem, settings: AdjointSettings, params, z0, t_pair
+    problem: Problem,
+    settings: AdjointSettings,
+    params,
+    z0,
+    t_pair,
+    first_step: float | None = None,
 ) -> Problem:
     n = problem.y0.numel()
     n_params = z0.numel() - 2 * n
@@ -180,9 +247,13 @@ def _backward_problem(
         t_tensor=problem.t_tensor,
         rtol=_extend(settings.rtol, n_params),
         atol=_extend(settings.atol, n_params),
-        norm=_norm(settings, n, n_params, problem.layout),
+        norm=_norm(settings, problem.layout, params),
         layout=layout,
-        options=settings.options,
+        options=(
+            settings.options
+            if first_step is None
+            else {**settings.options, "first_step": first_step}
+        ),
     )
 
 
@@ -218,12 +289,18 @@ class _Adjoint(torch.autograd.Function):
         g = torch.zeros(
             sum(p.numel() for p in params), dtype=work, device=problem.y0.device
         )
+        first = _first_steps(problem, ctx.settings, ctx.res)
         with torch.no_grad():
             for i in range(len(times) - 1, 0, -1):
                 if times[i] != times[i - 1]:
                     z0 = torch.cat([ys[i], a, g])
                     sub = _backward_problem(
-                        problem, ctx.settings, params, z0, [times[i], times[i - 1]]
+                        problem,
+                        ctx.settings,
+                        params,
+                        z0,
+                        [times[i], times[i - 1]],
+                        first[i],
                     )
                     if problem.field.grad_inside:
                         sub.field.grad_inside = True
@@ -250,7 +327,8 @@ def solve_adjoint(
     """Solves with adjoint gradients; returns flat outputs and the run."""
     from .time_grad import attach_time_gradients
 
-    params = collect_params(problem, settings.params, "adjoint")
+    params, f0 = collect_params(problem, settings.params, "adjoint")
+    problem = dataclasses.replace(problem, f0=f0)
     holder: dict = {"dense": dense}
 
     def run(y0: torch.Tensor) -> torch.Tensor:

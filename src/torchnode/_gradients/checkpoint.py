@@ -95,7 +95,8 @@ def solve_checkpoint(spec: MethodSpec, problem: Problem, *, dense: bool = False)
     """Solves with checkpointed gradients; returns flat outputs and the run."""
     from .time_grad import attach_time_gradients
 
-    params = collect_params(problem, None, "checkpoint")
+    params, f0 = collect_params(problem, None, "checkpoint")
+    problem = dataclasses.replace(problem, f0=f0)
     holder: dict = {"dense": dense}
 
     def run(y0: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,8 @@ Parameters and gradient-carrying buffers of an ``nn.Module`` field are found by
 attribute; tensors it captures from elsewhere (a closure, a tensor computed from
 an encoder's output) are found by walking the autograd graph of one evaluation.
 Leaf tensors found that way join the parameters; others cannot be reached and
-raise, so no gradient is ever silently dropped.
+raise, so no gradient is ever silently dropped. That evaluation is the field at
+the start of the solve, which the solve then reuses as its first one.
 """
 
 from __future__ import annotations
@@ -58,13 +59,21 @@ def _unlisted_leaves(
 
 def collect_params(
     problem: Problem, explicit: Sequence[torch.Tensor] | None, mode: str
-) -> list[torch.Tensor]:
-    """The tensors whose gradients the backward pass must compute.
+) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """The tensors whose gradients the backward pass must compute, and the
+    field at ``(t[0], y0)``.
 
     Args:
         problem: the normalised problem (its field and initial state).
         explicit: ``adjoint_params`` if the caller gave them.
         mode: the gradient mode's name, for messages.
+
+    Returns:
+        The tensors, and ``f0 = field(t[0], y0)`` ``[N]`` detached (``None``
+        when autograd is off and no evaluation was needed). ``f0`` comes from
+        the evaluation whose graph is walked; it is counted in the field's
+        ``nfe``, and the solve starts from it (``Problem.f0``), so discovery
+        costs no extra evaluation.
 
     Leaves found by walking the graph are added (reached through any non-leaf
     tensors in between) when ``explicit`` is ``None``; with ``explicit`` they
@@ -76,19 +85,16 @@ def collect_params(
     else:
         base = _module_tensors(func)
     if not torch.is_grad_enabled():
-        return base
+        return base, None
     y = problem.y0.detach().requires_grad_()
-    nfe = problem.field.nfe
-    try:
-        with torch.enable_grad():
-            out = problem.field(problem.t[0], y)
-    finally:
-        problem.field.nfe = nfe
+    with torch.enable_grad():
+        out = problem.field(problem.t[0], y)
+    f0 = out.detach()
     if out.grad_fn is None:
-        return base
+        return base, f0
     extra = _unlisted_leaves(out, [y, *base])
     if not extra:
-        return base
+        return base, f0
     names = ", ".join(_describe(x) for x in extra)
     if explicit is not None:
         warn(
@@ -97,11 +103,11 @@ def collect_params(
             "Add them to adjoint_params.",
             UserWarning,
         )
-        return base
+        return base, f0
     # Reached by walking the graph: the products in the backward pass go
     # through the caller's graph and must not free it.
     problem.field.captured_through_graph = True
-    return base + extra
+    return base + extra, f0
 
 
 def run_without_graph(run):

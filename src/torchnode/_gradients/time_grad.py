@@ -69,7 +69,8 @@ def attach_time_gradients(
         problem: the normalised problem; ``t_tensor`` requires grad.
         solve: the solve in whatever gradient mode, from a flat initial state.
 
-    Costs ``len(t) + 1`` evaluations of the field, counted in the forward NFE.
+    Costs ``len(t) + 1`` evaluations of the field, counted in the forward NFE
+    (``len(t)`` when ``problem.f0`` holds the one at the start already).
     """
     y0, t = problem.y0, problem.t_tensor
     field = problem.field
@@ -78,7 +79,7 @@ def attach_time_gradients(
         return field(float(t_i), y)
 
     with torch.no_grad():
-        f0 = field_at(t[0], y0.detach())
+        f0 = problem.f0 if problem.f0 is not None else field_at(t[0], y0.detach())
     y0_in = _TimeAtStart.apply(y0, t[0], f0)
     ys = solve(y0_in)
     with torch.no_grad():

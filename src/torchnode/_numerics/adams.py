@@ -134,7 +134,7 @@ def _integrate(
     diverged = False
     for t0, t1 in itertools.pairwise(grid):
         h = t1 - t0
-        f0 = field(t0, y, nudge)
+        f0 = p.first_field(t0, y, nudge)
         hist_f.appendleft(f0)
         hist_t.appendleft(t0)
         if len(hist_f) < n_hist:

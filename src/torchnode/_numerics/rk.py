@@ -54,15 +54,25 @@ def _hermite_weights(b: np.ndarray, f1_index: int, n_rows: int) -> np.ndarray:
 
 class _StageBuffer:
     """A ``[s, N]`` stage buffer with its row views and the transposed prefixes
-    ``k[:i].T`` (``prefix_t[i]``, ``i = 1..s``) made once."""
+    ``k[:i].T`` (``prefix_t[i]``, ``i = 1..s``) made once, and the rows viewed
+    in the caller's shape (``shaped``) once that shape is known."""
 
-    __slots__ = ("k", "prefix_t", "rows")
+    __slots__ = ("_dims", "_shaped", "k", "prefix_t", "rows")
 
     def __init__(self, k: torch.Tensor) -> None:
         self.k = k
         self.rows = [k[i] for i in range(k.shape[0])]
         k_t = k.T
         self.prefix_t = [k_t[:, :i] for i in range(k.shape[0] + 1)]
+        self._dims: tuple | None = None
+        self._shaped: list[torch.Tensor] = []
+
+    def shaped(self, dims: tuple) -> list[torch.Tensor]:
+        """The rows as ``row.view(*dims)``."""
+        if dims != self._dims:
+            self._shaped = [row.view(*dims) for row in self.rows]
+            self._dims = dims
+        return self._shaped
 
 
 class RKStepper:
@@ -88,6 +98,11 @@ class RKStepper:
             )
 
         self._stages = [(tableau.c[i], vec(tableau.a[i])) for i in range(1, s)]
+        # (stage, node, row of a, whether it is the FSAL stage at (t1, y1)).
+        self._plan = [
+            (i, float(c), a_row, self.fsal and i == s - 1)
+            for i, (c, a_row) in enumerate(self._stages, start=1)
+        ]
         self._b = vec(tableau.b)
         self._b_error = None if tableau.b_error is None else vec(tableau.b_error)
         self._b_error2 = None if tableau.b_error2 is None else vec(tableau.b_error2)
@@ -105,9 +120,9 @@ class RKStepper:
             self.dense_needs_f1 = not self.fsal
         self._dtype = dtype
         self._device = device
-        self._pairs: dict[tuple, tuple[_StageBuffer, ...]] = {}
+        self._pair: tuple[_StageBuffer, _StageBuffer] | None = None
 
-    def _buffer(self, y0: torch.Tensor, f0: torch.Tensor) -> _StageBuffer | None:
+    def _buffer(self, y0: torch.Tensor, f0: torch.Tensor | None) -> _StageBuffer | None:
         """The persistent stage buffer for this step, or ``None`` under autograd.
 
         Without autograd two persistent buffers alternate: the step writes the
@@ -116,17 +131,33 @@ class RKStepper:
         sizes where each tensor operation costs more than the arithmetic. Under
         autograd each step gets a fresh buffer, since the graph keeps it.
         """
-        if torch.is_grad_enabled() and (y0.requires_grad or f0.requires_grad):
+        if torch.is_grad_enabled() and (
+            y0.requires_grad or (f0 is not None and f0.requires_grad)
+        ):
             return None
-        key = (y0.shape[0], y0.dtype, y0.device)
-        pair = self._pairs.get(key)
-        if pair is None:
-            pair = tuple(
-                _StageBuffer(y0.new_empty((self.n_stages, y0.shape[0])))
-                for _ in range(2)
+        # The stepper's dtype and device are fixed; only the size can change.
+        pair = self._pair
+        n = y0.shape[0]
+        if pair is None or pair[0].k.shape[1] != n:
+            pair = self._pair = (
+                _StageBuffer(y0.new_empty((self.n_stages, n))),
+                _StageBuffer(y0.new_empty((self.n_stages, n))),
             )
-            self._pairs = {key: pair}
         return pair[1] if f0 is pair[0].rows[-1] else pair[0]
+
+    def first_stage(
+        self, field: FieldFn, t0: float, y0: torch.Tensor, nudge: int = 0
+    ) -> torch.Tensor:
+        """``field(t0, y0, nudge)``, written where the next :meth:`step` from
+        ``y0`` keeps its first stage when that saves a copy (no autograd, and a
+        field with ``into``; see :meth:`step`)."""
+        dims = getattr(field, "dims", None)
+        buf = None if dims is None else self._buffer(y0, None)
+        if dims is None or buf is None:
+            return field(t0, y0, nudge)
+        into = field.into  # type: ignore[attr-defined]
+        out = into(t0, y0, nudge, buf.shaped(dims)[0])
+        return buf.rows[0] if out is None else out
 
     def step(
         self,
@@ -143,38 +174,72 @@ class RKStepper:
         ``t1`` is passed rather than recomputed from ``t0 + dt`` so that a step
         clipped to an end point lands on it to the last bit, and no stage is
         evaluated outside ``[t0, t1]``. ``fresh`` forces a new stage buffer.
+
+        Without autograd the stages live in one of two persistent buffers, so
+        the tensors in the result (``k``, and ``f1`` of an FSAL method) stay
+        valid until the step after next; a field with ``dims`` and ``into``
+        (:class:`~torchnode._driver.field.Field`) writes its outputs straight
+        into them.
         """
-        dt = t1 - t0
         buf = None if fresh else self._buffer(y0, f0)
         if buf is None:
-            k = y0.new_empty((self.n_stages, y0.shape[0]))
-            k[0] = f0
-        else:
-            k = buf.k
-            buf.rows[0].copy_(f0)
+            return self._step_recorded(field, t0, t1, y0, f0, perturb)
+        # The loop of _step_recorded on the persistent buffer, its views made
+        # once; written out because at small sizes the Python per stage counts.
+        dt = t1 - t0
+        rows = buf.rows
+        prefix = buf.prefix_t
+        if f0 is not rows[0]:
+            rows[0].copy_(f0)
         y1 = None
-        last = self.n_stages - 1
-        for i, (c, a_row) in enumerate(self._stages, start=1):
-            k_i = k[:i].T if buf is None else buf.prefix_t[i]
-            y_i = torch.addmv(y0, k_i, a_row, alpha=dt)
-            if c == 1.0:
-                t_i = t1
-                pert = -1 if perturb else 0
+        # A field that can write its output straight into a row in the
+        # caller's shape saves flattening it first (see Field.into).
+        dims = getattr(field, "dims", None)
+        into = None if dims is None else field.into  # type: ignore[attr-defined]
+        shaped = None if dims is None else buf.shaped(dims)
+        for i, c, a_row, at_y1 in self._plan:
+            y_i = torch.addmv(y0, prefix[i], a_row, alpha=dt)
+            t_i = t1 if c == 1.0 else t0 + c * dt
+            pert = -1 if perturb and c == 1.0 else 0
+            if into is not None:
+                k_new = into(t_i, y_i, pert, shaped[i])  # type: ignore[index]
             else:
-                t_i = t0 + c * dt
-                pert = 0
-            if self.fsal and i == last:
+                k_new = field(t_i, y_i, pert)
+            if k_new is not None:
+                if k_new.requires_grad:
+                    # The field reached a tensor requiring grad only now: redo
+                    # the step with a buffer autograd can record.
+                    return self._step_recorded(field, t0, t1, y0, f0, perturb)
+                rows[i].copy_(k_new)
+            if at_y1:
                 y1 = y_i
-            k_new = field(t_i, y_i, pert)
-            if buf is None:
-                k[i] = k_new
-            elif k_new.requires_grad:
-                # The field reached a tensor requiring grad only now: redo the
-                # step with a buffer autograd can record.
-                return self.step(field, t0, t1, y0, f0, perturb, fresh=True)
+        return self._finish(y0, y1, buf.k, prefix[-1], dt, rows[-1])
+
+    def _step_recorded(
+        self,
+        field: FieldFn,
+        t0: float,
+        t1: float,
+        y0: torch.Tensor,
+        f0: torch.Tensor,
+        perturb: bool,
+    ) -> StepResult:
+        """:meth:`step` on a fresh stage buffer that autograd can record."""
+        dt = t1 - t0
+        k = y0.new_empty((self.n_stages, y0.shape[0]))
+        k[0] = f0
+        y1 = None
+        for i, c, a_row, at_y1 in self._plan:
+            y_i = torch.addmv(y0, k[:i].T, a_row, alpha=dt)
+            if c == 1.0:
+                k[i] = field(t1, y_i, -1 if perturb else 0)
             else:
-                buf.rows[i].copy_(k_new)
-        k_t = k.T if buf is None else buf.prefix_t[-1]
+                k[i] = field(t0 + c * dt, y_i, 0)
+            if at_y1:
+                y1 = y_i
+        return self._finish(y0, y1, k, k.T, dt, k[-1])
+
+    def _finish(self, y0, y1, k, k_t, dt: float, last) -> StepResult:
         if y1 is None:
             y1 = torch.addmv(y0, k_t, self._b, alpha=dt)
         y_error = y_error2 = None
@@ -182,10 +247,7 @@ class RKStepper:
             y_error = torch.addmv(y0, k_t, self._b_error, beta=0, alpha=dt)
         if self._b_error2 is not None:
             y_error2 = torch.addmv(y0, k_t, self._b_error2, beta=0, alpha=dt)
-        f1 = None
-        if self.fsal:
-            f1 = k[last] if buf is None else buf.rows[last]
-        return StepResult(y1, f1, y_error, k, y_error2)
+        return StepResult(y1, last if self.fsal else None, y_error, k, y_error2)
 
     def dense_stages(
         self,
