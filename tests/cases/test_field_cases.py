@@ -733,6 +733,55 @@ def test_B06_kind_huge_tolerance_spiral_per_sample_and_backwards():
     assert float(y[-1].norm()) <= 1.5 * exact
 
 
+def _norms_of_huge_tolerance_solve(a, y0, t_end, method):
+    with pytest.warns(ToleranceWarning, match=">= 1"):
+        y = torchnode.odeint(
+            lambda t, y: a @ y,
+            y0,
+            torch.linspace(0.0, t_end, 6, dtype=F64),
+            rtol=10.0,
+            atol=1e-6,
+            method=method,
+        )
+    return y.norm(dim=-1)
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3", "adaptive_heun"])
+def test_B06_kind_huge_tolerance_disc_spectrum_never_grows(method):
+    # Eigenvalues spread over a disc of radius ~1000 around -1500, symmetric
+    # part negative definite: |y| must fall. Eight Arnoldi steps place their
+    # Ritz values inside the disc; unpadded, the step left the region (1e21).
+    gen = torch.Generator().manual_seed(23)
+    n = 20
+    a = (
+        -1.5 * torch.eye(n, dtype=F64)
+        + torch.randn(n, n, generator=gen, dtype=F64) / n**0.5
+    ) * 1000
+    assert float(torch.linalg.eigvalsh((a + a.T) / 2).max()) < 0
+    norms = _norms_of_huge_tolerance_solve(a, torch.ones(n, dtype=F64), 0.2, method)
+    assert float(norms.max()) <= float(norms[0]) * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3", "adaptive_heun"])
+def test_B06_kind_huge_tolerance_non_normal_never_grows(method):
+    # A contracting (log-norm -5) but far from normal matrix: a double
+    # eigenvalue -1000 with a large coupling. Eigenvalues alone allow steps
+    # whose products grow 3x before decaying; the numerical range does not.
+    a = torch.tensor([[-1.0, 1.99], [0.0, -1.0]], dtype=F64) * 1000
+    norms = _norms_of_huge_tolerance_solve(a, _t(0.0, 1.0), 0.05, method)
+    assert float(norms.max()) <= 1.0 + 1e-9
+
+
+@pytest.mark.parametrize("method", ["adaptive_heun", "fehlberg2"])
+def test_B06_kind_huge_tolerance_barely_damped_oscillation_second_order(method):
+    # Eigenvalues -0.001 +- 1000i: Heun-type regions only touch the imaginary
+    # axis, so the step must follow their tiny true extent there.
+    a = torch.tensor([[-1e-3, 1000.0], [-1000.0, -1e-3]], dtype=F64)
+    norms = _norms_of_huge_tolerance_solve(a, _t(1.0, 0.0), 0.05, method)
+    assert float(norms.max()) <= 1.0 + 1e-9
+    assert float(norms[-1]) >= math.exp(-1e-3 * 0.05) - 1e-3
+
+
 def test_B06_kind_per_sample_tiny_tolerance_is_clamped_with_a_warning():
     y0 = torch.tensor([[1.0], [2.0]])
     with pytest.warns(ToleranceWarning, match="unit roundoff"):
@@ -776,7 +825,7 @@ def test_B06_kind_huge_tolerance_high_dimensional_and_user_tableau():
             y = torchnode.odeint(
                 lambda t, y: a @ y,
                 y0,
-                torch.linspace(0.0, 100.0, 10),
+                torch.linspace(0.0, 40.0, 10),
                 rtol=5.0,
                 atol=5.0,
                 method=method,

@@ -183,16 +183,17 @@ class _Adaptive:
         """With rtol >= 1 the error test cannot see instability (the tolerance
         grows with the state it inflates), so the step is held inside the
         method's stability region: ``dt * mu`` must stay inside it for every
-        outer eigenvalue ``mu`` of df/dy, complex ones on their own ray (see
-        :func:`~torchnode._numerics.stability.stable_step`). The eigenvalues
-        are re-estimated every 16 accepted steps (Arnoldi, up to 8 field
+        padded outer eigenvalue and numerical-range point ``mu`` of df/dy,
+        complex ones on their own ray (see :func:`.diagnose.ritz_values` with
+        ``bound`` and :func:`~torchnode._numerics.stability.stable_step`),
+        re-estimated every 16 accepted steps (Arnoldi, up to 8 field
         evaluations, counted in ``nfe``)."""
         assert self._stability_poly is not None
         if self._step_cap is None or self.stats.n_accepted >= self._rho_due:
             # Backwards in time the step multiplies by R(-|dt| mu).
             mus = [
                 self.direction * mu
-                for mu in ritz_values(self.field, t, y, f, count=True)
+                for mu in ritz_values(self.field, t, y, f, count=True, bound=True)
             ]
             self._step_cap = stable_step(self._stability_poly, mus)
             self._rho_due = self.stats.n_accepted + 16

@@ -79,6 +79,29 @@ def stiffness_estimate(
             field.nfe = nfe
 
 
+def _push_out(z: complex, distance: float) -> complex:
+    """``z`` moved ``distance`` further from the origin along its ray."""
+    size = abs(z)
+    return z * (1.0 + distance / size) if size > 0 else complex(distance)
+
+
+def _numerical_range(a: np.ndarray, n_angles: int = 24) -> list[complex]:
+    """Points on the boundary of the numerical range {x* A x : |x| = 1}.
+
+    For each direction ``phi``, the top eigenvector of the Hermitian part of
+    ``exp(-i phi) A`` gives the boundary point furthest along ``exp(i phi)``
+    (Johnson 1978).
+    """
+    points = []
+    for phi in np.linspace(0.0, 2 * np.pi, n_angles, endpoint=False):
+        rotated = np.exp(-1j * phi) * a
+        herm = (rotated + rotated.conj().T) / 2
+        _, vecs = np.linalg.eigh(herm)
+        x = vecs[:, -1]
+        points.append(complex(x.conj() @ a @ x))
+    return points
+
+
 @torch.no_grad()
 def ritz_values(
     field: Field,
@@ -87,10 +110,22 @@ def ritz_values(
     f: torch.Tensor,
     k: int = 8,
     count: bool = False,
+    bound: bool = False,
 ) -> list[complex]:
     """Estimates the outermost eigenvalues of df/dy at ``(t, y)``, complex ones
     included, as the Ritz values of ``k`` Arnoldi steps on finite-difference
     Jacobian-vector products. Exact for a linear field with ``k >= y.numel()``.
+
+    Ritz values lie inside the spectrum's hull, so they understate its extent
+    until Arnoldi converges, and eigenvalues say nothing of the transient
+    growth of a non-normal df/dy. With ``bound``, meant for bounding a step
+    rather than describing the spectrum, each Ritz value is pushed outwards by
+    its residual ``|J x - theta x|`` (the radius of a disc around it that holds
+    an eigenvalue when df/dy is normal, Bauer-Fike), and 24 points of the
+    boundary of the numerical range of the Arnoldi matrix, pushed outwards by
+    the last residual, are added: when ``dt`` times the numerical range lies in
+    the stability region, no power of the step's matrix has norm above
+    ``1 + sqrt(2)`` (Crouzeix and Palencia 2017).
 
     Unlike :func:`stiffness_estimate`, which finds only the spectral radius,
     this tells a decaying oscillation (``-0.1 +- 2i``) from a decay (``-2``):
@@ -122,8 +157,19 @@ def ritz_values(
             if size <= 1e-12 * (np.abs(h[: j + 2, j]).max() + 1e-300):
                 break  # an invariant subspace: its eigenvalues are exact
             basis.append(w / size)
-        values = np.linalg.eigvals(h[:m, :m])
-        return [complex(x) for x in values if np.isfinite(x)]
+        hm = h[:m, :m]
+        if not np.all(np.isfinite(hm)):
+            return []
+        values, vectors = np.linalg.eig(hm)
+        last = abs(h[m, m - 1])
+        out = []
+        for theta, s in zip(values, vectors.T):
+            if bound:
+                theta = _push_out(theta, last * abs(s[-1]) / np.linalg.norm(s))
+            out.append(complex(theta))
+        if bound:
+            out += [complex(_push_out(z, last)) for z in _numerical_range(hm)]
+        return out
     finally:
         if not count:
             field.nfe = nfe

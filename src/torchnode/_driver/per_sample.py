@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -288,7 +289,8 @@ class _Loop:
         one for the whole batch: the Ritz values of the batch's block-diagonal
         Jacobian cover every sample's outer eigenvalues."""
         assert self.stability_poly is not None
-        mus = ritz_values(self.field, t, y, f, count=True)  # type: ignore[arg-type]
+        field: Any = self.field  # duck-typed: nfe and __call__(t, y)
+        mus = ritz_values(field, t, y, f, count=True, bound=True)
         signs = set(direction.tolist())
         return stable_step(self.stability_poly, [d * mu for d in signs for mu in mus])
 
