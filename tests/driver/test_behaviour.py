@@ -347,6 +347,7 @@ def test_non_finite_field_value_mid_solve_is_reported():
             torchnode.odeint(f, ONE, T01)
     assert info.value.reason == "non_finite"
     assert info.value.t == pytest.approx(0.5, abs=0.05)
+    assert "steps; the candidate state y1[0] = " in str(info.value)
 
 
 def test_time_span_that_overflows_is_rejected():
