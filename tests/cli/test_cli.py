@@ -190,3 +190,10 @@ def test_module_entry_point_and_one_line_errors(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "valid models" in proc.stderr
+
+
+def test_float64_spiral_run_draws_its_vector_field(tmp_path: Path) -> None:
+    out = tmp_path / "spiral64"
+    args = ["train", "spiral", "--dtype", "float64", "--out", str(out), *FAST]
+    assert main(args) == 0
+    assert (out / "vector_field.png").stat().st_size > 0

@@ -101,6 +101,33 @@ def test_field_is_never_evaluated_outside_the_interval(method, t_end):
     assert seen and lo <= min(seen) and max(seen) <= hi
 
 
+@pytest.mark.parametrize("method", ["dopri5", "tsit5", "bosh3", "dopri8"])
+def test_field_that_shifts_its_time_in_place_sees_the_right_time(method):
+    # `t -= 0.5` changes the time tensor handed to the field; the next
+    # evaluation at the same time must not get the shifted tensor again.
+    def f(t, y):
+        t -= 0.5
+        return torch.stack([y[1], -y[0]]) * (1.0 + t)
+
+    y0 = torch.tensor([1.0, 0.5], dtype=F64)
+    t = torch.tensor([0.0, 2.0], dtype=F64)
+    ys = torchnode.odeint(
+        f,
+        y0,
+        t,
+        rtol=1e-9,
+        atol=1e-11,
+        method=method,
+        options={"max_num_steps": 5000},
+    )
+    # A rotation by theta = t^2/2 + t/2, which is 3 at t = 2.
+    want = [
+        math.cos(3.0) + 0.5 * math.sin(3.0),
+        -math.sin(3.0) + 0.5 * math.cos(3.0),
+    ]
+    assert ys[-1].tolist() == pytest.approx(want, abs=1e-6)
+
+
 def test_rejected_steps_keep_time_in_float64():
     # float32 time and state; the first step is forced far too large, so it is
     # rejected. The retry must start from the very same time, the field must
@@ -320,6 +347,7 @@ def test_non_finite_field_value_mid_solve_is_reported():
             torchnode.odeint(f, ONE, T01)
     assert info.value.reason == "non_finite"
     assert info.value.t == pytest.approx(0.5, abs=0.05)
+    assert "steps; the candidate state y1[0] = " in str(info.value)
 
 
 def test_time_span_that_overflows_is_rejected():

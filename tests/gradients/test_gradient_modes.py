@@ -232,3 +232,29 @@ def test_backward_full_norm_takes_each_parameter_tensor_on_its_own():
     assert float(_norm(settings, layout, params)(ratio)) == 0.0
     ratio[1] = 3.0
     assert float(_norm(settings, layout, params)(ratio)) == pytest.approx(3 / 2**0.5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_closure_over_a_tensor_computed_from_a_parameter(mode):
+    # The field reaches w only through the caller's graph of A, which every
+    # step's backward product goes through.
+    w = torch.tensor([0.7, -0.2], dtype=F64, requires_grad=True)
+    a = torch.outer(w, w) - torch.eye(2, dtype=F64)
+    y0 = torch.tensor([1.0, 0.3], dtype=F64)
+    t = torch.tensor([0.0, 0.5, 2.0], dtype=F64)
+    ys = torchnode.solve(
+        lambda t, y: a @ y,
+        y0,
+        t,
+        rtol=1e-10,
+        atol=1e-12,
+        gradient=mode,
+        adjoint_rtol=1e-10,
+        adjoint_atol=1e-12,
+    ).ys
+    (got,) = torch.autograd.grad((ys[1:] ** 2).sum(), w)
+    w2 = w.detach().requires_grad_()
+    a2 = torch.outer(w2, w2) - torch.eye(2, dtype=F64)
+    exact = [torch.linalg.matrix_exp(a2 * s) @ y0 for s in (0.5, 2.0)]
+    (want,) = torch.autograd.grad(sum((y**2).sum() for y in exact), w2)
+    assert torch.allclose(got, want, rtol=1e-7, atol=1e-9)

@@ -265,7 +265,7 @@ class _Adaptive:
                 "or loosen rtol/atol."
             )
         elif reason == "non_finite":
-            msg = f"the state became non-finite {where}: {extra}."
+            msg = f"the state became non-finite {where}{extra}."
         else:
             msg = f"step size underflow {where}{extra}."
         rho = stiffness_estimate(self.field, t, y, f) if y is not None else math.nan

@@ -100,11 +100,13 @@ class Field:
         # not record a graph (a field that calls torch.autograd.grad itself).
         self._grad_inside = False
         self._fast = False
-        # The last time tensor made, by its float: consecutive evaluations at
-        # one time (the last stage at t1 and the next step's first; stages with
-        # equal nodes) share it instead of making another.
+        # The last time tensor made, by its float, and its version counter:
+        # consecutive evaluations at one time (the last stage at t1 and the next
+        # step's first; stages with equal nodes) share it instead of making
+        # another, unless the field changed it in place (``t -= t0``).
         self._t_last: float | None = None
         self._tt_last: torch.Tensor | None = None
+        self._tt_version = -1
         # Set when the field uses tensors found only by walking its graph.
         self.captured_through_graph = False
 
@@ -182,10 +184,15 @@ class Field:
         return None
 
     def _time_tensor(self, t: float) -> torch.Tensor:
-        if t == self._t_last:
-            return self._tt_last  # type: ignore[return-value]
+        tt = self._tt_last
+        if tt is not None and t == self._t_last and tt._version == self._tt_version:
+            return tt
         tt = torch.scalar_tensor(t, dtype=self.t_dtype, device=self.device)
-        self._t_last, self._tt_last = t, tt
+        if tt.is_inference():
+            # No version counter to tell an unchanged tensor by: never shared.
+            self._t_last = None
+            return tt
+        self._t_last, self._tt_last, self._tt_version = t, tt, tt._version
         return tt
 
     def time(self, t: float, perturb: int = 0) -> torch.Tensor:

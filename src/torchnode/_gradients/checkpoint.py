@@ -64,6 +64,10 @@ class _Checkpoint(torch.autograd.Function):
         a = torch.zeros_like(grad_ys[0])
         grads = [None] * len(params)
         adaptive = ctx.spec.adaptive
+        # Tensors the field reaches only through the caller's graph (a closure
+        # over a tensor computed from a parameter): every step's product goes
+        # through that graph, which must outlive the first.
+        retain = field.captured_through_graph
         for k in range(len(res.steps) - 1, -1, -1):
             step = res.steps[k]
             idx = per_step[k]
@@ -78,6 +82,7 @@ class _Checkpoint(torch.autograd.Function):
                     inputs,
                     [a, *(grad_ys[i] for i in idx)],
                     allow_unused=True,
+                    retain_graph=retain,
                 )
             a = got[0] if got[0] is not None else torch.zeros_like(a)
             for j, g in enumerate(got[1:]):

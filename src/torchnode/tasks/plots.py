@@ -62,10 +62,12 @@ def plot_spiral(model: nn.Module, data: TaskData, out: Path) -> list[Path]:
     lim = float(np.abs(clean).max()) * 1.1
     grid = np.linspace(-lim, lim, 21)
     gx, gy = np.meshgrid(grid, grid)
-    pts = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
+    # In the model's dtype: a run with --dtype float64 has float64 weights.
+    dtype = next(model.parameters()).dtype
+    pts = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=dtype)
     field: Any = model.ode.field  # type: ignore[union-attr]
     with torch.no_grad():
-        v = field(torch.tensor(0.0), pts).numpy()
+        v = field(torch.tensor(0.0, dtype=dtype), pts).numpy()
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.quiver(gx, gy, v[:, 0].reshape(gx.shape), v[:, 1].reshape(gx.shape))
     ax.plot(clean[:, 0], clean[:, 1], "k-", lw=0.8)
