@@ -74,7 +74,9 @@ def _load_digits(seed: int) -> TaskData:
 
 
 def _load_fashion(seed: int) -> TaskData:
-    x_train, y_train, x_test, y_test = datasets.load_fashion_mnist()
+    # Read at call time, so that the location can be redirected.
+    root = datasets.FASHION_MNIST_ROOT
+    x_train, y_train, x_test, y_test = datasets.load_fashion_mnist(root)
     classes = [
         "T-shirt",
         "Trouser",
