@@ -72,7 +72,7 @@ def ray_radius(coeffs: np.ndarray, angle: float) -> float:
         the region only touches the ray (the imaginary axis for methods of
         order 1 and 2 with ``s = p``: 4.5e-5 for Euler, 9.5e-3 for Heun), since
         there the step factor grows like a power of ``r``. A region that leaves
-        and re-enters the ray (DOP853's does) is counted only up to its exit.
+        and re-enters the ray is counted only up to its first exit.
     """
     degree = len(coeffs) - 1
     r_max = 2.0 * max(degree, 1)
