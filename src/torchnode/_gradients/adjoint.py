@@ -153,17 +153,27 @@ def _neg(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(like) if g is None else -g
 
 
-def _norm(settings: AdjointSettings, layout: Layout, params) -> Callable:
+def _norm(
+    settings: AdjointSettings,
+    layout: Layout,
+    params,
+    forward_norm: Callable | None = None,
+) -> Callable:
     """The backward solve's error norm on the flat ``(y, a, g)``.
 
     By default the largest RMS over every tensor of the augmented state: each
     part of ``y`` and of ``a`` (one for a plain state) and each parameter's
     piece of ``g``, torchdiffeq's default for the adjoint, so that a small
     tensor (a bias) is not drowned by a large one. The seminorm drops the
-    pieces of ``g``.
+    pieces of ``g``. ``forward_norm``, a norm the caller gave the forward solve
+    (``options['norm']``), measures ``y`` and ``a`` in both, as in torchdiffeq.
     """
     state = list(layout.numels)
     pieces = [p.numel() for p in params]
+    if settings.norm in (None, "seminorm") and forward_norm is not None:
+        return _with_forward_norm(
+            forward_norm, layout.numel, pieces, settings.norm is None
+        )
     if settings.norm is None:
         return make_mixed_rms([*state, *state, *pieces])
     if settings.norm == "seminorm":
@@ -175,6 +185,23 @@ def _norm(settings: AdjointSettings, layout: Layout, params) -> Callable:
 
     def norm(ratio: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(user(tuple(torch.split(ratio, sizes))))
+
+    return norm
+
+
+def _with_forward_norm(
+    forward: Callable, n: int, pieces: list[int], with_g: bool
+) -> Callable:
+    """``max(forward(y), forward(a), [mixed RMS of g])``, ``n`` the state's
+    size: the forward solve's norm on the state and its adjoint."""
+    g_norm = make_mixed_rms(pieces) if with_g and sum(pieces) > 0 else None
+
+    def norm(ratio: torch.Tensor) -> torch.Tensor:
+        y, a = ratio[:n], ratio[n : 2 * n]
+        out = torch.maximum(torch.as_tensor(forward(y)), torch.as_tensor(forward(a)))
+        if g_norm is not None:
+            out = torch.maximum(out, torch.as_tensor(g_norm(ratio[2 * n :])))
+        return out
 
     return norm
 
@@ -247,7 +274,12 @@ def _backward_problem(
         t_tensor=problem.t_tensor,
         rtol=_extend(settings.rtol, n_params),
         atol=_extend(settings.atol, n_params),
-        norm=_norm(settings, problem.layout, params),
+        norm=_norm(
+            settings,
+            problem.layout,
+            params,
+            problem.norm if problem.options.get("norm") is not None else None,
+        ),
         layout=layout,
         options=(
             settings.options
