@@ -18,13 +18,13 @@ from .._errors import SolverError, StiffnessWarning
 from .._numerics.controllers import FACTOR_MAX, FACTOR_MIN, SAFETY, make_controller
 from .._numerics.norms import rms_norm, scaled_error
 from .._numerics.rk import RKStepper, StepResult
-from .._numerics.stability import stability_polynomial, stable_step
 from .._numerics.tableau import ButcherTableau
 from .._warn import warn
 from .diagnose import (
     describe_non_finite,
-    ritz_values,
+    stability_cap,
     stability_limit,
+    stability_poly,
     stiffness_estimate,
 )
 from .problem import Problem, sorted_times_in
@@ -38,14 +38,6 @@ _UNDERFLOW_ULPS = 16.0
 # Long explicit solves are checked for stiffness after this many steps, then
 # after twice as many, and so on (8 evaluations each, against >= 10^4 steps).
 _STIFF_CHECK_STEPS = 10_000
-
-
-def _stability_poly(tableau: object) -> Any:
-    """An explicit tableau's stability polynomial; ``None`` for other steppers
-    (implicit and Rosenbrock methods need no cap for rtol >= 1)."""
-    if isinstance(tableau, ButcherTableau):
-        return stability_polynomial(tableau)
-    return None
 
 
 @dataclass
@@ -146,7 +138,7 @@ class _Adaptive:
             if not isinstance(problem.rtol, torch.Tensor)
             else float(problem.rtol.max())
         )
-        self._stability_poly = _stability_poly(tableau) if r_max >= 1 else None
+        self._stability_poly = stability_poly(tableau) if r_max >= 1 else None
         self._step_cap: float | None = None
         self._rho_due = 0
         self._stiff_check_at = (
@@ -190,12 +182,9 @@ class _Adaptive:
         evaluations, counted in ``nfe``)."""
         assert self._stability_poly is not None
         if self._step_cap is None or self.stats.n_accepted >= self._rho_due:
-            # Backwards in time the step multiplies by R(-|dt| mu).
-            mus = [
-                self.direction * mu
-                for mu in ritz_values(self.field, t, y, f, count=True, bound=True)
-            ]
-            self._step_cap = stable_step(self._stability_poly, mus)
+            self._step_cap = stability_cap(
+                self._stability_poly, self.field, t, y, f, [self.direction]
+            )
             self._rho_due = self.stats.n_accepted + 16
         return min(dt, self._step_cap)
 

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import torch
 
-from .._numerics.stability import real_stability_limit
+from .._numerics.stability import (
+    real_stability_limit,
+    stability_polynomial,
+    stable_step,
+)
 from .._numerics.tableau import ButcherTableau
 from .field import Field
 
 __all__ = [
     "describe_non_finite",
     "ritz_values",
+    "stability_cap",
     "stability_limit",
+    "stability_poly",
     "stiffness_estimate",
 ]
 
@@ -26,6 +34,14 @@ def stability_limit(tableau: object) -> float | None:
     if not isinstance(tableau, ButcherTableau):
         return None
     return real_stability_limit(tableau)
+
+
+def stability_poly(tableau: object) -> np.ndarray | None:
+    """An explicit tableau's stability polynomial; ``None`` for other steppers
+    (implicit and Rosenbrock methods need no step cap for rtol >= 1)."""
+    if not isinstance(tableau, ButcherTableau):
+        return None
+    return stability_polynomial(tableau)
 
 
 def describe_non_finite(name: str, y: torch.Tensor) -> str | None:
@@ -173,3 +189,21 @@ def ritz_values(
     finally:
         if not count:
             field.nfe = nfe
+
+
+def stability_cap(
+    coeffs: np.ndarray,
+    field: Field,
+    t: Any,
+    y: torch.Tensor,
+    f: torch.Tensor,
+    directions: Iterable[float],
+) -> float:
+    """The largest step for which ``dt * mu`` stays in the stability region of
+    the method with stability polynomial ``coeffs``, for the padded Ritz
+    values and numerical-range points ``mu`` of df/dy at ``(t, y)`` (see
+    :func:`ritz_values` with ``bound``), taken in each time direction
+    (``-1``: backwards, where a step multiplies by ``R(-|dt| mu)``).
+    Costs up to 8 field evaluations, counted."""
+    mus = ritz_values(field, t, y, f, count=True, bound=True)
+    return stable_step(coeffs, [d * mu for d in directions for mu in mus])

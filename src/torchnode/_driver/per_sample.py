@@ -30,10 +30,9 @@ from .._numerics.controllers import (
     PI_ERR_PREV_INIT,
     SAFETY,
 )
-from .._numerics.stability import stable_step
 from .._numerics.tableau import ButcherTableau
-from .adaptive import DEFAULT_MAX_NUM_STEPS, _stability_poly
-from .diagnose import ritz_values
+from .adaptive import DEFAULT_MAX_NUM_STEPS
+from .diagnose import stability_cap, stability_poly
 from .problem import ADAPTIVE_OPTIONS, _clamp_rtol, _work_dtype
 from .solution import Stats
 
@@ -220,7 +219,7 @@ class _Loop:
         self.max_num_steps = int(options.get("max_num_steps", DEFAULT_MAX_NUM_STEPS))
         self.first_step = options.get("first_step")
         r_max = float(rtol.max()) if isinstance(rtol, torch.Tensor) else float(rtol)
-        self.stability_poly = _stability_poly(tab) if r_max >= 1 else None
+        self.stability_poly = stability_poly(tab) if r_max >= 1 else None
 
     # -- per-sample pieces ---------------------------------------------------
 
@@ -290,9 +289,8 @@ class _Loop:
         Jacobian cover every sample's outer eigenvalues."""
         assert self.stability_poly is not None
         field: Any = self.field  # duck-typed: nfe and __call__(t, y)
-        mus = ritz_values(field, t, y, f, count=True, bound=True)
         signs = set(direction.tolist())
-        return stable_step(self.stability_poly, [d * mu for d in signs for mu in mus])
+        return stability_cap(self.stability_poly, field, t, y, f, signs)
 
     # -- the loop ------------------------------------------------------------
 
