@@ -35,3 +35,28 @@ def hires(t, y):
         ],
         -1,
     )
+
+
+def van_der_pol(mu: float):
+    """Van der Pol's oscillator ``y'' = mu (1 - y^2) y' - y`` as a system."""
+
+    def field(t, y):
+        return torch.stack([y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]])
+
+    return field
+
+
+# Reference end points from scipy's Radau.
+# Robertson on [0, 1e5] from [1, 0, 0]; rtol 1e-10, atol 1e-14.
+ROBERTSON_1E5 = [0.017865921142252442, 7.274751468499725e-08, 0.9821340061102334]
+# HIRES on [0, 321.8122] from [1, 0, 0, 0, 0, 0, 0, 0.0057]; rtol 1e-12, atol 1e-14.
+HIRES_END = [
+    0.0007371312573325112,
+    0.0001442485726316075,
+    5.888729740966552e-05,
+    0.0011756513432830441,
+    0.002386356198829717,
+    0.006238968252737832,
+    0.00284999839518459,
+    0.002850001604815429,
+]

@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from stiff_problems import hires, robertson
+from stiff_problems import HIRES_END, ROBERTSON_1E5, hires, robertson, van_der_pol
 
 import torchnode
 from torchnode._driver.problem import normalize
@@ -17,30 +17,11 @@ from torchnode._numerics.rosenbrock import RosenbrockStepper, jacobian
 F64 = torch.float64
 
 
-# scipy Radau, rtol 1e-10, atol 1e-14.
-ROBERTSON_1E5 = [0.017865921142252442, 7.274751468499725e-08, 0.9821340061102334]
-
-
-def vdp(t, y):
-    return torch.stack([y[1], 1000.0 * (1 - y[0] ** 2) * y[1] - y[0]])
-
+vdp = van_der_pol(1000.0)
 
 # scipy Radau, rtol 1e-12, atol 1e-14, analytic Jacobian; the span crosses the
 # first relaxation jump (near t = 807).
 VDP_1000 = [-1.863646254808142, 0.0007535430865435375]
-
-
-# scipy Radau, rtol 1e-12, atol 1e-14.
-HIRES_END = [
-    0.0007371312573325112,
-    0.0001442485726316075,
-    5.888729740966552e-05,
-    0.0011756513432830441,
-    0.002386356198829717,
-    0.006238968252737832,
-    0.00284999839518459,
-    0.002850001604815429,
-]
 
 
 def _rel_err(y, ref) -> torch.Tensor:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from stiff_problems import hires, robertson
+from stiff_problems import HIRES_END, ROBERTSON_1E5, hires, robertson, van_der_pol
 
 import torchnode
 from torchnode import SolverError, solve
@@ -58,11 +58,7 @@ def test_fixed_grid_convergence_order(method):
 
 
 def testrobertson_kvaerno5():
-    # scipy Radau, rtol 1e-10, atol 1e-14.
-    ref = torch.tensor(
-        [0.017865921142252442, 7.274751468499725e-08, 0.9821340061102334],
-        dtype=torch.float64,
-    )
+    ref = torch.tensor(ROBERTSON_1E5, dtype=torch.float64)
     sol = solve(
         robertson,
         torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64),
@@ -82,11 +78,7 @@ def testrobertson_kvaerno5():
 
 
 def test_van_der_pol_stiff():
-    mu = 1000.0
-
-    def vdp(t, y):
-        return torch.stack([y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]])
-
+    vdp = van_der_pol(1000.0)
     # scipy Radau, rtol = atol = 1e-10, analytic Jacobian.
     ref = torch.tensor([-1.510606936783977, 0.0011783800006507097], dtype=torch.float64)
     sol = solve(
@@ -104,20 +96,7 @@ def test_van_der_pol_stiff():
 
 
 def testhires():
-    # scipy Radau, rtol 1e-12, atol 1e-14.
-    ref = torch.tensor(
-        [
-            0.0007371312573325112,
-            0.0001442485726316075,
-            5.888729740966552e-05,
-            0.0011756513432830441,
-            0.002386356198829717,
-            0.006238968252737832,
-            0.00284999839518459,
-            0.002850001604815429,
-        ],
-        dtype=torch.float64,
-    )
+    ref = torch.tensor(HIRES_END, dtype=torch.float64)
     y0 = torch.tensor([1, 0, 0, 0, 0, 0, 0, 0.0057], dtype=torch.float64)
     t = torch.tensor([0.0, 321.8122], dtype=torch.float64)
     sol = solve(hires, y0, t, method="kvaerno5", rtol=1e-6, atol=1e-8)
