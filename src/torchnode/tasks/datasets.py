@@ -252,7 +252,8 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     return data.reshape(shape).astype(dtype.newbyteorder("="))
 
 
-FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
+_DEBIAN_FASHION_ROOT = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_ROOT = _DEBIAN_FASHION_ROOT
 """Folder where Debian's ``dataset-fashion-mnist`` package installs its files."""
 
 FASHION_MNIST_FILES: dict[str, str] = {
@@ -310,8 +311,8 @@ def load_fashion_mnist(
             f"Fashion-MNIST not found in {root}: missing {', '.join(missing)}. "
             "The files come from the Debian/Ubuntu package dataset-fashion-mnist; "
             "install it with `apt-get install dataset-fashion-mnist` "
-            f"(it puts them in {FASHION_MNIST_ROOT}), or pass root= the folder "
-            "that holds them."
+            f"(it puts them in {_DEBIAN_FASHION_ROOT}); from Python, "
+            "load_fashion_mnist(root=...) also reads them from another folder."
         )
 
     def split(images_key: str, labels_key: str) -> tuple[torch.Tensor, torch.Tensor]:
