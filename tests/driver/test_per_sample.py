@@ -101,14 +101,18 @@ def test_matches_solving_each_sample_alone(method):
     def f(tt, y):
         return torch.einsum("bij,bj->bi", a, y) * torch.cos(tt)[:, None]
 
-    sol = torchnode.solve(f, y0, t, method=method)
+    # Tight tolerances: the two solves take different steps (a per-sample solve
+    # lands on every output time, the shared loop interpolates), so they agree
+    # only to the size of the error each one leaves.
+    tol = {"rtol": 1e-10, "atol": 1e-12}
+    sol = torchnode.solve(f, y0, t, method=method, **tol)
     for b in range(3):
 
         def g(tt, y, b=b):
             return a[b] @ y * torch.cos(tt)
 
-        ref = torchnode.solve(g, y0[b], t[b], method=method)
-        torch.testing.assert_close(sol.ys[b], ref.ys, rtol=1e-6, atol=1e-8)
+        ref = torchnode.solve(g, y0[b], t[b], method=method, **tol)
+        torch.testing.assert_close(sol.ys[b], ref.ys, rtol=1e-8, atol=1e-10)
 
 
 def test_same_steps_as_the_shared_solver_on_one_sample():

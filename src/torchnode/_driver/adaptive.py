@@ -107,6 +107,11 @@ class _Adaptive:
             float(opts.get("safety", SAFETY)),
             float(opts.get("ifactor", FACTOR_MAX)),
             float(opts.get("dfactor", FACTOR_MIN)),
+            # Implicit and Rosenbrock steppers (cubic dense output) keep
+            # Hairer's damped first growth; explicit pairs do not need it.
+            damped_start=getattr(
+                stepper, "damped_start", not isinstance(stepper, RKStepper)
+            ),
         )
         self.min_step = float(opts.get("min_step", 0.0))
         self.max_step = float(opts.get("max_step", math.inf))
@@ -317,6 +322,9 @@ class _Adaptive:
             stop = stops[i_stop]
             lands = (t + 1.01 * dt * direction - stop) * direction >= 0
             t1 = stop if lands else t + dt * direction
+            # A step cut short to land on a stop (step_t, jump_t) says little
+            # about the step size beyond it: the proposal it cut is kept.
+            dt_cut = dt if lands and abs(t1 - t) < dt else 0.0
             if callbacks[0] is not None:
                 callbacks[0](
                     p.field.time(t), p.layout.unflatten(y), p.field.time(t1 - t)
@@ -372,6 +380,8 @@ class _Adaptive:
                     )
                 dt_taken = abs(t1 - t)
             dt = dt_taken * controller.propose(err, accept)
+            if accept and dt < dt_cut:
+                dt = dt_cut
             for i in range(i_reached, i_out):
                 self.step_at_outputs[i] = dt
             if stats.n_steps >= self.max_num_steps and i_out < n_out:

@@ -27,7 +27,7 @@ from .._numerics.controllers import (
     FACTOR_MIN,
     PI_ALPHA_K,
     PI_BETA_K,
-    PI_ERR_PREV_INIT,
+    PI_ERR_PREV_MIN,
     SAFETY,
 )
 from .._numerics.tableau import ButcherTableau
@@ -272,14 +272,19 @@ class _Loop:
         i_factor = self.safety * safe ** (-self.exponent)
         rej = torch.where(finite, i_factor.clamp(self.dfactor, 1.0), self.dfactor)
         if self.pi:
-            acc = self.safety * safe ** (-self.alpha) * err_prev**self.beta
+            # err_prev < 0: no step accepted yet, integral control (as in
+            # PIController).
+            pi_factor = (
+                self.safety * safe ** (-self.alpha) * err_prev.abs() ** self.beta
+            )
+            acc = torch.where(err_prev < 0, i_factor, pi_factor)
         else:
             acc = i_factor
         acc = torch.where(err == 0, self.ifactor, acc)
         acc = acc.clamp(self.dfactor, self.ifactor)
         if self.pi:
             acc = torch.where(rejected_last, acc.clamp(max=1.0), acc)
-            err_prev = torch.where(accept, err.clamp(min=PI_ERR_PREV_INIT), err_prev)
+            err_prev = torch.where(accept, err.clamp(min=PI_ERR_PREV_MIN), err_prev)
             rejected_last = ~accept
         return torch.where(accept, acc, rej), err_prev, rejected_last
 
@@ -330,7 +335,7 @@ class _Loop:
                 reason="non_finite",
             )
         h = self._initial_step(t, span, direction, y, f)
-        err_prev = torch.full_like(t, PI_ERR_PREV_INIT)
+        err_prev = torch.full_like(t, -1.0)
         rejected_last = torch.zeros_like(done)
         s = self.tab.n_stages
         fsal = self.tab.fsal

@@ -392,6 +392,9 @@ class AutoStepper:
     """
 
     tableau = MethodInfo("auto", 5, 4)
+    # It starts as dopri5 and takes dopri5's steps until it switches
+    # (see PIController).
+    damped_start = False
 
     def __init__(self, dtype: torch.dtype, device: torch.device) -> None:
         self.explicit = RKStepper(TABLEAUS["dopri5"], dtype, device)
