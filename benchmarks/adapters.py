@@ -14,7 +14,7 @@ import importlib.metadata
 import io
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import torch
@@ -39,6 +39,8 @@ class Spec:
     adjoint_rtol: float | None = None
     adjoint_atol: float | None = None
     seminorm: bool = False
+    # torchnode only: options['compile'] (the others run their usual step).
+    compile: bool = False
 
 
 class Adapter:
@@ -119,6 +121,8 @@ class TorchnodeAdapter(TorchdiffeqAdapter):
         return super().unsupported(spec)
 
     def prepare(self, field: nn.Module, spec: Spec) -> Solve:
+        if spec.compile:
+            spec = replace(spec, options={**(spec.options or {}), "compile": True})
         if spec.mode != "checkpoint":
             return super().prepare(field, spec)
         kw = {

@@ -49,19 +49,28 @@ def run(ctx: Context) -> WorkloadResult:
         for label, spec in _specs((1e-6, 1e-9)):
             rows, last = ctx.case("W1", f"b={batch} {label}", field, y0, t, spec)
 
-            def error(row: Row, last=last, exact=exact) -> dict:
-                final = last[row.library].ys[-1].cpu().numpy()
-                return {"max_err": float(np.abs(final - exact).max())}
-
-            attach(rows, error)
+            attach(rows, lambda r, last=last, exact=exact: _error(r, last, exact))
             if batch == 1 and spec.method == "dopri5":
                 attach(rows, lambda r, c=call_s: _overhead(r, c))
             result.rows.extend(rows)
+        # torchnode's compiled fixed steps (options['compile']) against the
+        # same uncompiled rk4 of torchdiffeq; the warm-up holds the compilation.
+        spec = Spec("rk4", 1e-6, 1e-6, {"step_size": 0.01}, compile=True)
+        peers = ctx.only(("torchnode", "torchdiffeq"))
+        label = f"b={batch} rk4 h=0.01 compiled"
+        rows, last = ctx.case("W1", label, field, y0, t, spec, peers)
+        attach(rows, lambda r, last=last, exact=exact: _error(r, last, exact))
+        result.rows.extend(rows)
         result.notes.append(f"batch {batch}: one field call {call_s * 1e6:.1f} us")
     result.notes.append(
         "overhead_us = (median solve time - NFE x one field call) / NFE"
     )
     return result
+
+
+def _error(row: Row, last: dict, exact: np.ndarray) -> dict:
+    final = last[row.library].ys[-1].cpu().numpy()
+    return {"max_err": float(np.abs(final - exact).max())}
 
 
 def _overhead(row: Row, call_s: float) -> dict:

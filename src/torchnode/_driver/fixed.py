@@ -19,6 +19,7 @@ from .._errors import SolverError
 from .._numerics.rk import RKStepper
 from .._numerics.tableau import ButcherTableau
 from .adaptive import AcceptedStep, RunResult
+from .compiled import CompiledChunks, compiled_chunks_for
 from .diagnose import describe_non_finite, stability_limit, stiffness_estimate
 from .problem import Problem
 from .solution import Stats
@@ -166,19 +167,40 @@ def integrate_fixed(
     first_stage = getattr(stepper, "first_stage", None)
     f = p.first_field(grid[0], y, nudge) if p.f0 is not None else None
     n_steps = 0
+    # options['compile']: the first step runs as usual (it checks the field's
+    # output), then whole chunks of steps through one compiled function where
+    # it applies; the steps after the last whole chunk run as usual.
+    setting = p.options.get("compile", False)
+    chunks: CompiledChunks | None = None
+    chunk_ys: torch.Tensor | None = None
+    j_chunk = 0
     for t0, t1 in itertools.pairwise(grid):
-        if f is None:
-            f = (
-                field(t0, y, nudge)
-                if first_stage is None
-                else first_stage(field, t0, y, nudge)
-            )
-        res = step(field, t0, t1, y, f, perturb=perturb)
+        if chunk_ys is None and chunks is not None and chunks.fits(n_steps):
+            chunk_ys, j_chunk = chunks(n_steps, y), 0
+            if chunk_ys is None:
+                chunks = None
+        if chunk_ys is not None:
+            y1 = chunk_ys[j_chunk]
+            j_chunk += 1
+            if j_chunk == chunk_ys.shape[0]:
+                chunk_ys = None
+            f = f1 = None
+        else:
+            if f is None:
+                f = (
+                    field(t0, y, nudge)
+                    if first_stage is None
+                    else first_stage(field, t0, y, nudge)
+                )
+            res = step(field, t0, t1, y, f, perturb=perturb)
+            y1 = res.y1
+            f1 = None if perturb else res.f1
+            if setting is not False and chunks is None:
+                chunks = compiled_chunks_for(field, tableau, grid, perturb, setting)
+                setting = False
         n_steps += 1
         if record_steps:
             steps.append(AcceptedStep(t0, t1, y.detach(), None, nudge, perturb))
-        y1 = res.y1
-        f1 = None if perturb else res.f1
         while i_out < n_out and (times[i_out] - t1) * direction <= 0:
             t_out = times[i_out]
             if t_out == t1:
@@ -187,6 +209,8 @@ def integrate_fixed(
                 w = (t_out - t0) / (t1 - t0)
                 ys.append(torch.lerp(y, y1, w))
             else:
+                if f is None:
+                    f = field(t0, y, nudge)
                 if f1 is None:
                     f1 = field(t1, y1, -nudge)
                 ys.append(_hermite(y, y1, f, f1, t0, t1, t_out))

@@ -9,7 +9,12 @@ from .._numerics.tableau import ButcherTableau
 from .._numerics.tableaus import TABLEAUS
 from .adaptive import RunResult, integrate_adaptive
 from .fixed import integrate_fixed
-from .problem import ADAMS_OPTIONS, ADAPTIVE_OPTIONS, FIXED_OPTIONS, Problem
+from .problem import (
+    ADAMS_OPTIONS,
+    ADAPTIVE_OPTIONS,
+    EXPLICIT_FIXED_OPTIONS,
+    Problem,
+)
 
 __all__ = ["MethodSpec", "method_names", "resolve_method"]
 
@@ -90,7 +95,7 @@ def _spec_for_tableau(tab: ButcherTableau) -> MethodSpec:
     return MethodSpec(
         tab.name,
         False,
-        FIXED_OPTIONS,
+        EXPLICIT_FIXED_OPTIONS,
         tab,
         lambda p, record_steps=False, **kw: integrate_fixed(
             p, tab, record_steps=record_steps

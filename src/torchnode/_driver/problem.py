@@ -24,6 +24,7 @@ from .field import Field, Layout
 
 __all__ = [
     "ADAPTIVE_OPTIONS",
+    "EXPLICIT_FIXED_OPTIONS",
     "FIXED_OPTIONS",
     "Problem",
     "check_method_options",
@@ -47,8 +48,10 @@ ADAPTIVE_OPTIONS = frozenset(
     }
 )
 FIXED_OPTIONS = frozenset({"step_size", "grid_constructor", "interp", "perturb"})
+# Explicit Runge-Kutta methods on a fixed grid can also compile their steps.
+EXPLICIT_FIXED_OPTIONS = FIXED_OPTIONS | {"compile"}
 ADAMS_OPTIONS = FIXED_OPTIONS | {"max_order", "max_iters"}
-ALL_OPTIONS = ADAPTIVE_OPTIONS | ADAMS_OPTIONS
+ALL_OPTIONS = ADAPTIVE_OPTIONS | ADAMS_OPTIONS | EXPLICIT_FIXED_OPTIONS
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -346,6 +349,14 @@ def _check_option_values(options: dict) -> None:
             ) from None
         if not ok(v):
             raise ValueError(f"options[{key!r}] must be {rule}, but got {value!r}")
+    setting = options.get("compile", False)
+    if not isinstance(setting, (bool, int)) or (
+        not isinstance(setting, bool) and setting < 1
+    ):
+        raise ValueError(
+            f"options['compile'] must be True, False or a number of steps per "
+            f"compiled call >= 1, but got {setting!r}"
+        )
     for key in ("jump_t", "step_t"):
         value = options.get(key)
         if value is None:

@@ -78,6 +78,9 @@ class AdjointSettings:
         if options is None:
             opts = dict(problem.options) if adj_spec.name == spec.name else {}
             opts.pop("norm", None)
+            # The backward field differentiates inside (a vector-Jacobian
+            # product per call), which a compiled step cannot hold in one graph.
+            opts.pop("compile", None)
         else:
             opts = check_method_options(adj_spec.name, options, adj_spec.options)
         norm = opts.pop("norm", None)
