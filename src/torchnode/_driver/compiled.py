@@ -5,9 +5,9 @@ chunks of :data:`DEFAULT_CHUNK` (or ``options={'compile': m}``: ``m`` steps), ea
 chunk, stage evaluations and combinations together, as one compiled function.
 At small sizes a step's cost is PyTorch's per-operation dispatch and Python
 rather than arithmetic, and a compiled call has a fixed cost of its own (its
-guards, about 25 us here), so several steps per call are what pays: on the 2-D
-spiral with rk4 a step takes about 12 us instead of about 45. On large states,
-where the arithmetic dominates, it gains little.
+guards and wrappers, some tens of microseconds on a CPU), so several steps per
+call are what pays: on the 2-D spiral with rk4 a step takes about 25 us instead
+of about 60. On large states, where the arithmetic dominates, it gains less.
 
 The first solve pays the compilation, seconds, growing with the field's size and
 the chunk length. Later solves with the same field, tableau, shapes and dtypes
