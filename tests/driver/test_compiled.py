@@ -130,27 +130,79 @@ def test_compile_setting_is_checked():
     f = Spiral()
     y0 = torch.ones(1, 2, dtype=F64)
     t = torch.tensor([0.0, 1.0], dtype=F64)
-    with pytest.raises(ValueError, match=r"options\['compile'\].*got 0"):
-        torchnode.solve(f, y0, t, method="rk4", options={"compile": 0})
+    for bad in (0, -1, 2.5, "yes"):
+        with pytest.raises(ValueError, match=r"options\['compile'\]"):
+            torchnode.solve(f, y0, t, method="rk4", options={"compile": bad})
+    for fine in (np.int64(3), None, False):
+        sol = torchnode.solve(f, y0, t, method="rk4", options={"compile": fine})
+        assert sol.stats.n_steps == 1
     with pytest.warns(UserWarning, match="'compile' has no effect with method"):
         torchnode.solve(f, y0, t, method="dopri5", options={"compile": True})
 
 
-def test_a_field_that_cannot_be_compiled_falls_back_with_a_warning(monkeypatch):
-    def broken(*args, **kwargs):
-        raise RuntimeError("no compiler here")
+def _bs3(fsal: bool) -> torchnode.ButcherTableau:
+    """Bogacki-Shampine's third-order method, as a fixed-step tableau."""
+    return torchnode.ButcherTableau(
+        name="bs3",
+        c=(0.0, 0.5, 0.75, 1.0),
+        a=((), (0.5,), (0.0, 0.75), (2 / 9, 1 / 3, 4 / 9)),
+        b=(2 / 9, 1 / 3, 4 / 9, 0.0),
+        order=3,
+        source="Bogacki and Shampine (1989)",
+        fsal=fsal,
+    )
 
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: broken)
-    f = Spiral()
-    y0 = torch.ones(1, 2, dtype=F64)
-    t = torch.tensor([0.0, 1.0], dtype=F64)
-    plain = torchnode.solve(f, y0, t, method="rk4", options={"step_size": 0.1})
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        sol = torchnode.solve(
-            f, y0, t, method="rk4", options={"step_size": 0.1, "compile": True}
+
+def test_fsal_tableau_and_cubic_outputs_inside_chunks_cost_no_extra_calls():
+    field = Spiral()
+    y0 = torch.tensor([[2.0, 0.0]], dtype=F64)
+    t = torch.linspace(0.0, 1.0, 301, dtype=F64)
+    # bs3 reuses its last stage: three new evaluations a step, one to start.
+    # rk4 with cubic interpolation: the field at a step's end, which the
+    # Hermite cubic needs, is the next step's first stage.
+    for method, opts, new_per_step in [
+        (_bs3(True), {"step_size": 0.01}, 3),
+        ("rk4", {"step_size": 0.01, "interp": "cubic"}, 4),
+    ]:
+        plain = torchnode.solve(field, y0, t, method=method, options=opts)
+        comp = torchnode.solve(
+            field, y0, t, method=method, options={**opts, "compile": True}
         )
-    assert any("no compiler here" in str(w.message) for w in seen)
-    assert seen[0].filename == __file__
-    assert sol.stats.nfe == plain.stats.nfe
-    torch.testing.assert_close(sol.ys, plain.ys, rtol=0, atol=0)
+        assert plain.stats.nfe == new_per_step * plain.stats.n_steps + 1
+        assert comp.stats.nfe == plain.stats.nfe
+        torch.testing.assert_close(comp.ys, plain.ys, rtol=1e-13, atol=1e-14)
+
+
+def test_fields_that_split_the_graph_fall_back_with_a_warning():
+    w = torch.tensor([0.7, 1.3], dtype=F64, requires_grad=True)
+
+    def branching(t, y):
+        # Python control flow on a tensor value: no single graph.
+        return -y if bool(y.sum() > 0) else y.flip(-1)
+
+    def hamiltonian(t, y):
+        # Autograd inside the field: no single graph either (and compiled
+        # steps could not be differentiated twice).
+        with torch.enable_grad():
+            energy = (w * y.square()).sum() / 2
+            (g,) = torch.autograd.grad(energy, y, create_graph=True)
+        return torch.stack([g[1], -g[0]])
+
+    t = torch.tensor([0.0, 1.0], dtype=F64)
+    for f in (branching, hamiltonian):
+        y0 = torch.tensor([2.0, 0.5], dtype=F64, requires_grad=True)
+        plain = torchnode.solve(f, y0, t, method="rk4", options={"step_size": 0.1})
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            sol = torchnode.solve(
+                f, y0, t, method="rk4", options={"step_size": 0.1, "compile": 2}
+            )
+        messages = [str(w.message) for w in seen]
+        assert any("torch.compile failed" in m for m in messages), messages
+        assert seen[0].filename == __file__
+        assert sol.stats.nfe == plain.stats.nfe
+        torch.testing.assert_close(sol.ys, plain.ys, rtol=0, atol=0)
+        got = torch.autograd.grad(sol.ys.sum(), (y0, w), allow_unused=True)
+        want = torch.autograd.grad(plain.ys.sum(), (y0, w), allow_unused=True)
+        for g_got, g_want in zip(got, want):
+            torch.testing.assert_close(g_got, g_want, rtol=0, atol=0)

@@ -26,6 +26,7 @@ left over after the last whole chunk, the ordinary step runs.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,16 @@ __all__ = ["DEFAULT_CHUNK", "CompiledChunks", "compiled_chunks_for"]
 
 # Steps per compiled call with options['compile'] = True.
 DEFAULT_CHUNK = 8
+# Compiled variants (fields, tableaus, chunk lengths, dtypes, shapes) kept.
+RECOMPILE_LIMIT = 64
+
+
+def _compile_errors() -> tuple[type[Exception], ...]:
+    """What a failure to compile raises (a field's own error, met while it is
+    traced, comes as the first kind, and again from the ordinary step).
+    Looked up when needed: importing ``torch._dynamo`` takes about a second."""
+    exc = torch._dynamo.exc
+    return (exc.TorchDynamoException, exc.FailOnRecompileLimitHit)
 
 
 def _combine(k: list, weights: tuple[float, ...]) -> torch.Tensor | None:
@@ -65,31 +76,36 @@ def _make_chunk(
     ``m`` once.
 
     The chunk takes ``stage_t`` ``[m, s]`` (the stage times in the field's time
-    dtype), ``dt`` ``[m]`` (working dtype) and ``y0`` ``[N]``, and returns the
-    states after each step, ``[m, N]``.
+    dtype), ``dt`` ``[m]`` (working dtype), ``y0`` ``[N]`` and ``f0 = f(t0, y0)``,
+    and returns the states after each step and the field at each step's start,
+    both ``[m, N]``, and, for an FSAL method, the field at the last state (its
+    last stage; else ``f0`` again, unused).
     """
 
     def chunk(
-        stage_t: torch.Tensor, dt: torch.Tensor, y0: torch.Tensor
-    ) -> torch.Tensor:
-        ys = []
-        y = y0
+        stage_t: torch.Tensor, dt: torch.Tensor, y0: torch.Tensor, f0: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ys, fs = [], []
+        y, f = y0, f0
         for j in range(m):
             t_j, h = stage_t[j], dt[j]
-            k = [flatten(func(t_j[0], unflatten(y)))]
+            if j > 0 and not fsal:
+                f = flatten(func(t_j[0], unflatten(y)))
+            fs.append(f)
+            k = [f]
             y_i = y
             for i in range(1, len(a)):
                 incr = _combine(k, a[i])
                 y_i = y if incr is None else y + h * incr
                 k.append(flatten(func(t_j[i], unflatten(y_i))))
             if fsal:
-                y = y_i
+                y, f = y_i, k[-1]
             else:
                 incr = _combine(k, b)
                 assert incr is not None
                 y = y + h * incr
             ys.append(y)
-        return torch.stack(ys)
+        return torch.stack(ys), torch.stack(fs), f
 
     return chunk
 
@@ -143,42 +159,51 @@ class CompiledChunks:
 
         a = tuple(tuple(float(x) for x in row) for row in tableau.a)
         b = tuple(float(x) for x in tableau.b)
+        # fullgraph: a field that would split the graph (Python branching on
+        # tensor values, autograd inside) runs faster uncompiled, so it fails
+        # here and falls back.
         fn = torch.compile(
-            _make_chunk(field.func, unflatten, flatten, a, b, tableau.fsal, m)
+            _make_chunk(field.func, unflatten, flatten, a, b, tableau.fsal, m),
+            fullgraph=True,
         )
         # A field that counts its calls (``self.nfe += 1``, a common idiom)
-        # would otherwise be compiled anew for every value of the count.
-        self._fn = torch._dynamo.config.patch(allow_unspec_int_on_nn_module=True)(fn)
-        self._first = True
+        # would otherwise be compiled anew for every value of the count; every
+        # field, tableau and chunk length shares the one code object, whose
+        # limit of compiled variants is raised from PyTorch's default of 8.
+        self._fn = torch._dynamo.config.patch(
+            allow_unspec_int_on_nn_module=True, recompile_limit=RECOMPILE_LIMIT
+        )(fn)
+        # Field evaluations per chunk when f0 is given.
+        s = tableau.n_stages
+        self._nfe = m * (s - 1) if tableau.fsal else m * s - 1
 
     def fits(self, i: int) -> bool:
         """Whether a whole chunk starts at step ``i`` of the grid."""
         return i + self.m <= self.dt.shape[0]
 
-    def __call__(self, i: int, y0: torch.Tensor) -> torch.Tensor | None:
-        """Steps ``i`` to ``i + m - 1`` from ``y0``; the states after each,
-        ``[m, N]``. ``None`` when the first call cannot be compiled (no C++
-        compiler, a field ``torch.compile`` cannot trace): a warning says why,
-        and the caller goes on with the ordinary step."""
+    def __call__(
+        self, i: int, y0: torch.Tensor, f0: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Steps ``i`` to ``i + m - 1`` from ``y0``, ``f0 = f(t_i, y0)``: the
+        states after each step and the field at each step's start, ``[m, N]``,
+        and the field at the last state for an FSAL method. ``None`` when the
+        call cannot be compiled (no C++ compiler, a field ``torch.compile``
+        cannot hold in one graph): a warning says why, and the caller goes on
+        with the ordinary step."""
         m = self.m
-        args = (self.stage_t[i : i + m], self.dt[i : i + m], y0)
-        if self._first:
-            self._first = False
-            try:
-                ys = self._fn(*args)
-            except Exception as err:  # any failure to compile or trace
-                first_line = (str(err).strip().splitlines() or [""])[0]
-                warn(
-                    f"options['compile']: torch.compile failed "
-                    f"({type(err).__name__}: {first_line[:300]}); this solve goes on "
-                    "without it",
-                    RuntimeWarning,
-                )
-                return None
-        else:
-            ys = self._fn(*args)
-        self.field.nfe += m * self.n_stages
-        return ys
+        args = (self.stage_t[i : i + m], self.dt[i : i + m], y0, f0)
+        try:
+            out = self._fn(*args)
+        except _compile_errors() as err:
+            first_line = (str(err).strip().splitlines() or [""])[0]
+            warn(
+                f"options['compile']: torch.compile failed ({type(err).__name__}: "
+                f"{first_line[:300]}); this solve goes on without it",
+                RuntimeWarning,
+            )
+            return None
+        self.field.nfe += self._nfe
+        return out
 
 
 def compiled_chunks_for(
@@ -196,5 +221,5 @@ def compiled_chunks_for(
         return None
     if not field.checked or field.grad_inside or field.observer is not None:
         return None
-    m = DEFAULT_CHUNK if setting is True else int(setting)
+    m = DEFAULT_CHUNK if setting is True else operator.index(setting)
     return CompiledChunks(field, tableau, grid, m)

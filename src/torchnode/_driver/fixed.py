@@ -170,21 +170,29 @@ def integrate_fixed(
     # options['compile']: the first step runs as usual (it checks the field's
     # output), then whole chunks of steps through one compiled function where
     # it applies; the steps after the last whole chunk run as usual.
-    setting = p.options.get("compile", False)
+    setting = p.options.get("compile") or False
     chunks: CompiledChunks | None = None
-    chunk_ys: torch.Tensor | None = None
+    chunk: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
     j_chunk = 0
+    f1: torch.Tensor | None
     for t0, t1 in itertools.pairwise(grid):
-        if chunk_ys is None and chunks is not None and chunks.fits(n_steps):
-            chunk_ys, j_chunk = chunks(n_steps, y), 0
-            if chunk_ys is None:
+        if chunk is None and chunks is not None and chunks.fits(n_steps):
+            if f is None:
+                f = field(t0, y, nudge)
+            chunk, j_chunk = chunks(n_steps, y, f), 0
+            if chunk is None:
                 chunks = None
-        if chunk_ys is not None:
-            y1 = chunk_ys[j_chunk]
+        if chunk is not None:
+            # The chunk's states, the field at each step's start, and (FSAL)
+            # the field at its last state.
+            chunk_ys, chunk_fs, f_end = chunk
+            y1, f = chunk_ys[j_chunk], chunk_fs[j_chunk]
             j_chunk += 1
-            if j_chunk == chunk_ys.shape[0]:
-                chunk_ys = None
-            f = f1 = None
+            if j_chunk < chunk_ys.shape[0]:
+                f1 = chunk_fs[j_chunk]
+            else:
+                f1 = f_end if stepper.fsal else None
+                chunk = None
         else:
             if f is None:
                 f = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -349,9 +350,10 @@ def _check_option_values(options: dict) -> None:
             ) from None
         if not ok(v):
             raise ValueError(f"options[{key!r}] must be {rule}, but got {value!r}")
-    setting = options.get("compile", False)
-    if not isinstance(setting, (bool, int)) or (
-        not isinstance(setting, bool) and setting < 1
+    setting = options.get("compile")
+    if setting is not None and not (
+        isinstance(setting, bool)
+        or (isinstance(setting, numbers.Integral) and int(setting) >= 1)
     ):
         raise ValueError(
             f"options['compile'] must be True, False or a number of steps per "
