@@ -69,6 +69,7 @@ def _make_chunk(
     a: tuple[tuple[float, ...], ...],
     b: tuple[float, ...],
     fsal: bool,
+    carry_f: bool,
     m: int,
 ) -> Any:
     """``m`` steps of the tableau ``(a, b)`` on ``func`` as a function of
@@ -76,20 +77,26 @@ def _make_chunk(
     ``m`` once.
 
     The chunk takes ``stage_t`` ``[m, s]`` (the stage times in the field's time
-    dtype), ``dt`` ``[m]`` (working dtype), ``y0`` ``[N]`` and ``f0 = f(t0, y0)``,
-    and returns the states after each step and the field at each step's start,
-    both ``[m, N]``, and, for an FSAL method, the field at the last state (its
-    last stage; else ``f0`` again, unused).
+    dtype), ``dt`` ``[m]`` (working dtype), ``y0`` ``[N]`` and ``f0``, and
+    returns the states after each step, ``[m, N]``. With ``carry_f`` (an FSAL
+    method, or outputs interpolated from the field at both ends of a step),
+    ``f0 = f(t0, y0)``, and the chunk also returns the field at each step's
+    start, ``[m, N]``, and at the last state for an FSAL method (its last
+    stage; else ``f0`` again, unused). Without, ``f0`` is ``None`` and so are
+    those: each step evaluates its own first stage, which keeps the chunk lean.
     """
 
     def chunk(
-        stage_t: torch.Tensor, dt: torch.Tensor, y0: torch.Tensor, f0: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        stage_t: torch.Tensor,
+        dt: torch.Tensor,
+        y0: torch.Tensor,
+        f0: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         ys, fs = [], []
         y, f = y0, f0
         for j in range(m):
             t_j, h = stage_t[j], dt[j]
-            if j > 0 and not fsal:
+            if f is None or (j > 0 and not fsal):
                 f = flatten(func(t_j[0], unflatten(y)))
             fs.append(f)
             k = [f]
@@ -105,6 +112,8 @@ def _make_chunk(
                 assert incr is not None
                 y = y + h * incr
             ys.append(y)
+        if not carry_f:
+            return torch.stack(ys), None, None
         return torch.stack(ys), torch.stack(fs), f
 
     return chunk
@@ -119,10 +128,17 @@ class CompiledChunks:
         tableau: an explicit method's tableau.
         grid: the step end points, float64.
         m: steps per compiled call.
+        carry_f: whether calls take ``f0`` and return the field at each step's
+            start (see :func:`_make_chunk`); always for an FSAL method.
     """
 
     def __init__(
-        self, field: Field, tableau: ButcherTableau, grid: list[float], m: int
+        self,
+        field: Field,
+        tableau: ButcherTableau,
+        grid: list[float],
+        m: int,
+        carry_f: bool,
     ) -> None:
         self.field = field
         self.m = m
@@ -157,13 +173,15 @@ class CompiledChunks:
             def flatten(out: Any) -> torch.Tensor:
                 return layout.flatten(out, work)
 
+        fsal = bool(tableau.fsal)
+        self.carry_f = carry_f or fsal
         a = tuple(tuple(float(x) for x in row) for row in tableau.a)
         b = tuple(float(x) for x in tableau.b)
         # fullgraph: a field that would split the graph (Python branching on
         # tensor values, autograd inside) runs faster uncompiled, so it fails
         # here and falls back.
         fn = torch.compile(
-            _make_chunk(field.func, unflatten, flatten, a, b, tableau.fsal, m),
+            _make_chunk(field.func, unflatten, flatten, a, b, fsal, self.carry_f, m),
             fullgraph=True,
         )
         # A field that counts its calls (``self.nfe += 1``, a common idiom)
@@ -173,20 +191,20 @@ class CompiledChunks:
         self._fn = torch._dynamo.config.patch(
             allow_unspec_int_on_nn_module=True, recompile_limit=RECOMPILE_LIMIT
         )(fn)
-        # Field evaluations per chunk when f0 is given.
+        # Field evaluations per chunk.
         s = tableau.n_stages
-        self._nfe = m * (s - 1) if tableau.fsal else m * s - 1
+        self._nfe = m * (s - 1) if fsal else m * s - self.carry_f
 
     def fits(self, i: int) -> bool:
         """Whether a whole chunk starts at step ``i`` of the grid."""
         return i + self.m <= self.dt.shape[0]
 
     def __call__(
-        self, i: int, y0: torch.Tensor, f0: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        """Steps ``i`` to ``i + m - 1`` from ``y0``, ``f0 = f(t_i, y0)``: the
-        states after each step and the field at each step's start, ``[m, N]``,
-        and the field at the last state for an FSAL method. ``None`` when the
+        self, i: int, y0: torch.Tensor, f0: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None:
+        """Steps ``i`` to ``i + m - 1`` from ``y0`` (and ``f0 = f(t_i, y0)``
+        with ``carry_f``, else ``None``): what :func:`_make_chunk`'s chunk
+        returns. ``None`` when the
         call cannot be compiled (no C++ compiler, a field ``torch.compile``
         cannot hold in one graph): a warning says why, and the caller goes on
         with the ordinary step."""
@@ -212,8 +230,10 @@ def compiled_chunks_for(
     grid: list[float],
     perturb: bool,
     setting: bool | int,
+    carry_f: bool,
 ) -> CompiledChunks | None:
-    """A :class:`CompiledChunks` for ``options['compile'] = setting``, or
+    """A :class:`CompiledChunks` for ``options['compile'] = setting`` (for
+    ``carry_f``, see :func:`_make_chunk`), or
     ``None`` where the ordinary step must run (an implicit stepper, one-sided
     stage times, or a field with per-call work: an observer, autograd inside,
     or an output not yet checked)."""
@@ -222,4 +242,4 @@ def compiled_chunks_for(
     if not field.checked or field.grad_inside or field.observer is not None:
         return None
     m = DEFAULT_CHUNK if setting is True else operator.index(setting)
-    return CompiledChunks(field, tableau, grid, m)
+    return CompiledChunks(field, tableau, grid, m, carry_f)

@@ -172,27 +172,28 @@ def integrate_fixed(
     # it applies; the steps after the last whole chunk run as usual.
     setting = p.options.get("compile") or False
     chunks: CompiledChunks | None = None
-    chunk: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    chunk: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None = None
     j_chunk = 0
     f1: torch.Tensor | None
     for t0, t1 in itertools.pairwise(grid):
         if chunk is None and chunks is not None and chunks.fits(n_steps):
-            if f is None:
+            if chunks.carry_f and f is None:
                 f = field(t0, y, nudge)
-            chunk, j_chunk = chunks(n_steps, y, f), 0
+            chunk, j_chunk = chunks(n_steps, y, f if chunks.carry_f else None), 0
             if chunk is None:
                 chunks = None
         if chunk is not None:
             # The chunk's states, the field at each step's start, and (FSAL)
             # the field at its last state.
             chunk_ys, chunk_fs, f_end = chunk
-            y1, f = chunk_ys[j_chunk], chunk_fs[j_chunk]
+            y1 = chunk_ys[j_chunk]
+            f = None if chunk_fs is None else chunk_fs[j_chunk]
             j_chunk += 1
-            if j_chunk < chunk_ys.shape[0]:
-                f1 = chunk_fs[j_chunk]
-            else:
+            if j_chunk == chunk_ys.shape[0]:
                 f1 = f_end if stepper.fsal else None
                 chunk = None
+            else:
+                f1 = None if chunk_fs is None else chunk_fs[j_chunk]
         else:
             if f is None:
                 f = (
@@ -204,7 +205,9 @@ def integrate_fixed(
             y1 = res.y1
             f1 = None if perturb else res.f1
             if setting is not False and chunks is None:
-                chunks = compiled_chunks_for(field, tableau, grid, perturb, setting)
+                chunks = compiled_chunks_for(
+                    field, tableau, grid, perturb, setting, interp == "cubic"
+                )
                 setting = False
         n_steps += 1
         if record_steps:
