@@ -65,6 +65,10 @@ def run(ctx: Context) -> WorkloadResult:
     result.notes.append(
         "overhead_us = (median solve time - NFE x one field call) / NFE"
     )
+    result.notes.append(
+        "'compiled' cases: torchnode with options['compile']=True; torchdiffeq, "
+        "which has no compiled mode, runs its usual rk4 as the reference"
+    )
     return result
 
 

@@ -206,3 +206,29 @@ def test_fields_that_split_the_graph_fall_back_with_a_warning():
         want = torch.autograd.grad(plain.ys.sum(), (y0, w), allow_unused=True)
         for g_got, g_want in zip(got, want):
             torch.testing.assert_close(g_got, g_want, rtol=0, atol=0)
+
+
+_CALLS = [0]
+_A = torch.tensor(MATRIX, dtype=F64)
+
+
+def _counted_in_a_global(t, y):
+    # A counter in a module-level list: torch.compile guards on its value, so
+    # each chunk would compile anew (a counter in a closure cell does not).
+    _CALLS[0] += 1
+    return y @ _A.T
+
+
+def test_a_field_recompiled_for_every_chunk_stops_compiling_with_a_warning():
+    y0 = torch.tensor([[2.0, 0.0]], dtype=F64)
+    t = torch.tensor([0.0, 1.0], dtype=F64)
+    opts = {"step_size": 0.01}
+    f = _counted_in_a_global
+    plain = torchnode.solve(f, y0, t, method="rk4", options=opts)
+    _CALLS[0] = 0
+    graphs = counters["stats"]["unique_graphs"]
+    with pytest.warns(RuntimeWarning, match="compiled anew for chunk after chunk"):
+        sol = torchnode.solve(f, y0, t, method="rk4", options={**opts, "compile": True})
+    assert counters["stats"]["unique_graphs"] - graphs <= 3
+    assert _CALLS[0] == sol.stats.nfe == plain.stats.nfe
+    torch.testing.assert_close(sol.ys, plain.ys, rtol=1e-13, atol=1e-14)

@@ -42,6 +42,10 @@ __all__ = ["DEFAULT_CHUNK", "CompiledChunks", "compiled_chunks_for"]
 DEFAULT_CHUNK = 8
 # Compiled variants (fields, tableaus, chunk lengths, dtypes, shapes) kept.
 RECOMPILE_LIMIT = 64
+# Compilations one solve may trigger: the first, and one more where PyTorch
+# makes a changing size or module integer dynamic. More means that the field's
+# guards fail on every call, and compiling no longer pays.
+MAX_COMPILES_PER_SOLVE = 2
 
 
 def _compile_errors() -> tuple[type[Exception], ...]:
@@ -191,36 +195,64 @@ class CompiledChunks:
         self._fn = torch._dynamo.config.patch(
             allow_unspec_int_on_nn_module=True, recompile_limit=RECOMPILE_LIMIT
         )(fn)
+        # Graphs compiled in this process, to tell when a call compiled anew.
+        from torch._dynamo.utils import counters
+
+        self._stats = counters["stats"]
+        self._n_compiled = 0
+        self.stopped = False
         # Field evaluations per chunk.
         s = tableau.n_stages
         self._nfe = m * (s - 1) if fsal else m * s - self.carry_f
 
     def fits(self, i: int) -> bool:
-        """Whether a whole chunk starts at step ``i`` of the grid."""
-        return i + self.m <= self.dt.shape[0]
+        """Whether a whole chunk starts at step ``i`` of the grid (and the
+        chunks have not been stopped)."""
+        return not self.stopped and i + self.m <= self.dt.shape[0]
 
     def __call__(
         self, i: int, y0: torch.Tensor, f0: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None:
         """Steps ``i`` to ``i + m - 1`` from ``y0`` (and ``f0 = f(t_i, y0)``
         with ``carry_f``, else ``None``): what :func:`_make_chunk`'s chunk
-        returns. ``None`` when the
-        call cannot be compiled (no C++ compiler, a field ``torch.compile``
-        cannot hold in one graph): a warning says why, and the caller goes on
-        with the ordinary step."""
+        returns. ``None`` when the call cannot be compiled (no C++ compiler, a
+        field ``torch.compile`` cannot hold in one graph): a warning says why,
+        and the caller goes on with the ordinary step. A call that compiled
+        anew once too often (see :data:`MAX_COMPILES_PER_SOLVE`) warns and sets
+        :attr:`stopped`; its result stands."""
         m = self.m
         args = (self.stage_t[i : i + m], self.dt[i : i + m], y0, f0)
+        graphs = self._stats["unique_graphs"]
         try:
             out = self._fn(*args)
         except _compile_errors() as err:
-            first_line = (str(err).strip().splitlines() or [""])[0]
+            if isinstance(err, torch._dynamo.exc.FailOnRecompileLimitHit):
+                reason = (
+                    f"the process has used up its {RECOMPILE_LIMIT} compiled variants "
+                    "of these steps (fields, tableaus, chunk lengths, dtypes)"
+                )
+            else:
+                first_line = (str(err).strip().splitlines() or [""])[0]
+                reason = f"{type(err).__name__}: {first_line[:300]}"
             warn(
-                f"options['compile']: torch.compile failed ({type(err).__name__}: "
-                f"{first_line[:300]}); this solve goes on without it",
+                f"options['compile']: torch.compile failed ({reason}); this solve "
+                "goes on without it",
                 RuntimeWarning,
             )
             return None
         self.field.nfe += self._nfe
+        if self._stats["unique_graphs"] != graphs:
+            self._n_compiled += 1
+            if self._n_compiled > MAX_COMPILES_PER_SOLVE:
+                self.stopped = True
+                warn(
+                    "options['compile']: the field was compiled anew for chunk after "
+                    "chunk: it reads Python state that changes between calls, such "
+                    "as a call counter kept in a list or a global (keep it in a "
+                    "tensor or an nn.Module integer attribute); the rest of this "
+                    "solve goes on without compile",
+                    RuntimeWarning,
+                )
         return out
 
 
