@@ -6,14 +6,15 @@ chunk, stage evaluations and combinations together, as one compiled function.
 At small sizes a step's cost is PyTorch's per-operation dispatch and Python
 rather than arithmetic, and a compiled call has a fixed cost of its own (its
 guards and wrappers, some tens of microseconds on a CPU), so several steps per
-call are what pays: on the 2-D spiral with rk4 a step takes about 25 us instead
-of about 60. On large states, where the arithmetic dominates, it gains less.
+call are what pays: on the 2-D spiral with rk4 a step takes about 26 us instead
+of about 62. On large states, where the arithmetic dominates, it gains less.
 
 The first solve pays the compilation, seconds, growing with the field's size and
 the chunk length. Later solves with the same field, tableau, shapes and dtypes
 reuse it (``torch.compile`` caches by code object, guarded on the closure's
-contents), up to ``torch._dynamo``'s limit of compiled variants per function,
-after which steps run uncompiled and PyTorch warns. Inductor may fuse and
+contents), up to :data:`RECOMPILE_LIMIT` variants in a process, after which a
+solve warns and runs uncompiled; so does a solve whose field has to be compiled
+again and again (see :data:`MAX_COMPILES_PER_SOLVE`). Inductor may fuse and
 reorder floating-point operations, so results agree with the uncompiled steps
 to rounding, not to the last bit.
 
