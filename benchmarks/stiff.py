@@ -60,11 +60,12 @@ def hires_np(t, y):
 
 
 def hires_t(t, y):
-    names = dict(zip(("y1", "y2", "y3", "y4", "y5", "y6", "y7", "y8"), y.unbind()))
-    return torch.stack(eval(_HIRES_CODE, {}, names))
+    names = dict(zip(("y1", "y2", "y3", "y4", "y5", "y6", "y7", "y8"), y.unbind(-1)))
+    return torch.stack(eval(_HIRES_CODE, {}, names), -1)
 
 
-# End points from scipy Radau at rtol 1e-10..1e-12, atol 1e-14.
+# End points from scipy Radau at rtol 1e-10..1e-12, atol 1e-14. The stiff-solver
+# tests take their problems and references from here.
 PROBLEMS = {
     "robertson": (
         rob_np,

@@ -10,6 +10,7 @@ import warnings
 
 import pytest
 import torch
+from benchmarks.stiff import rob_t as _robertson
 
 import torchnode
 from torchnode import SolverError, StiffnessWarning, ToleranceWarning
@@ -55,17 +56,6 @@ def test_B01_benign_probe_stays_inside_short_intervals(t_end):
 
 
 # --- B03 ------------------------------------------------------------------------
-
-
-def _robertson(t, y):
-    y1, y2, y3 = y.unbind()
-    return torch.stack(
-        [
-            -0.04 * y1 + 1e4 * y2 * y3,
-            0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2**2,
-            3e7 * y2**2,
-        ]
-    )
 
 
 def test_B03_explicit_solver_stops_on_step_budget_with_stiffness_hint():
