@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -63,6 +64,18 @@ def _probe(y: torch.Tensor) -> tuple[float, torch.Tensor]:
     return eps, v / torch.linalg.vector_norm(v)
 
 
+@contextlib.contextmanager
+def _counted(field: Field, count: bool) -> Iterator[None]:
+    """Runs diagnostic evaluations, leaving them out of ``field.nfe`` unless
+    ``count``."""
+    nfe = field.nfe
+    try:
+        yield
+    finally:
+        if not count:
+            field.nfe = nfe
+
+
 @torch.no_grad()
 def stiffness_estimate(
     field: Field,
@@ -78,8 +91,7 @@ def stiffness_estimate(
     Costs ``iters`` field evaluations, counted in the statistics only with
     ``count`` (when it steers the solve rather than explains a failure).
     """
-    nfe = field.nfe
-    try:
+    with _counted(field, count):
         eps, v = _probe(y)
         rho = float("nan")
         for _ in range(iters):
@@ -90,9 +102,6 @@ def stiffness_estimate(
                 break
             v = jv
         return rho
-    finally:
-        if not count:
-            field.nfe = nfe
 
 
 def _push_out(z: complex, distance: float) -> complex:
@@ -149,8 +158,7 @@ def ritz_values(
     estimate fails (a non-finite evaluation). Costs up to ``k`` field
     evaluations, counted in the statistics only with ``count``.
     """
-    nfe = field.nfe
-    try:
+    with _counted(field, count):
         n = y.numel()
         k = max(1, min(k, n))
         eps, v = _probe(y)
@@ -161,12 +169,13 @@ def ritz_values(
             w = (field(t, y + eps * basis[j]) - f) / eps
             if not bool(torch.isfinite(w).all()):
                 return []
-            # Modified Gram-Schmidt, twice for orthogonality in float32.
+            # Classical Gram-Schmidt, twice (orthogonal to working precision,
+            # also in float32), one matrix product per pass.
+            q = torch.stack([b.reshape(-1) for b in basis])
             for _ in range(2):
-                for i, q in enumerate(basis):
-                    c = torch.vdot(q.reshape(-1), w.reshape(-1))
-                    h[i, j] += complex(c)
-                    w = w - c * q
+                c = q.conj() @ w.reshape(-1)
+                h[: j + 1, j] += c.cpu().numpy()
+                w = w - (c @ q).reshape(w.shape)
             m = j + 1
             size = float(torch.linalg.vector_norm(w))
             h[j + 1, j] = size
@@ -186,9 +195,6 @@ def ritz_values(
         if bound:
             out += [complex(_push_out(z, last)) for z in _numerical_range(hm)]
         return out
-    finally:
-        if not count:
-            field.nfe = nfe
 
 
 def stability_cap(
