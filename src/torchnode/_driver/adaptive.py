@@ -335,6 +335,7 @@ class _Adaptive:
             stats.n_steps += 1
             finite = math.isfinite(err)
             accept = err <= 1.0 or (finite and dt <= self.min_step)
+            i_reached = i_out
             if accept:
                 stats.n_accepted += 1
                 if callbacks[1] is not None:
@@ -351,7 +352,6 @@ class _Adaptive:
                     self.steps.append(
                         AcceptedStep(t, t1, y_rec, stages, nudge_start, at_jump)
                     )
-                i_reached = i_out
                 while i_out < n_out and (times[i_out] - t1) * direction <= 0:
                     if times[i_out] == t1:
                         ys.append(y1)
@@ -372,7 +372,6 @@ class _Adaptive:
                 dt_taken = abs(t1 - t)
                 t, y, f = t1, y1, f1
             else:
-                i_reached = i_out
                 stats.n_rejected += 1
                 if callbacks[2] is not None:
                     callbacks[2](

@@ -8,6 +8,7 @@ state structure (shape, tuple, low-precision dtype) and checks the first output.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -63,6 +64,24 @@ class Layout:
         return torch.cat([p.reshape(-1) for p in y]).to(work_dtype)
 
 
+class _ShortPathSetting:
+    """A :class:`Field` setting stored as ``_<name>`` whose every change
+    re-decides the field's short path (``Field._update_fast``)."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attr = "_" + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        return self if obj is None else getattr(obj, self.attr)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        setattr(obj, self.attr, value)
+        obj._update_fast()
+
+
 class Field:
     """Calls ``func(t, y)`` on the flat working state and counts calls.
 
@@ -110,40 +129,17 @@ class Field:
         # Set when the field uses tensors found only by walking its graph.
         self.captured_through_graph = False
 
-    # The three settings below decide whether a call can take the short path
-    # (a plain state whose first output has been checked); kept as properties
-    # so that the decision is made when they change, not at every call.
-
-    @property
-    def checked(self) -> bool:
-        """Whether the first output has been checked (shape, dtype, device)."""
-        return self._checked
-
-    @checked.setter
-    def checked(self, value: bool) -> None:
-        self._checked = value
-        self._update_fast()
-
-    @property
-    def grad_inside(self) -> bool:
-        """Whether the field runs under autograd although the solve does not
-        record a graph (a field that calls ``torch.autograd.grad`` itself)."""
-        return self._grad_inside
-
-    @grad_inside.setter
-    def grad_inside(self, value: bool) -> None:
-        self._grad_inside = value
-        self._update_fast()
-
-    @property
-    def observer(self) -> Callable[[float], None] | None:
-        """Called with each evaluation's time, when set."""
-        return self._observer
-
-    @observer.setter
-    def observer(self, value: Callable[[float], None] | None) -> None:
-        self._observer = value
-        self._update_fast()
+    # Whether a call can take the short path (a plain state whose first output
+    # has been checked) is decided when one of these settings changes, not at
+    # every call.
+    checked = _ShortPathSetting(
+        "Whether the first output has been checked (shape, dtype, device)."
+    )
+    grad_inside = _ShortPathSetting(
+        "Whether the field runs under autograd although the solve does not record "
+        "a graph (a field that calls ``torch.autograd.grad`` itself)."
+    )
+    observer = _ShortPathSetting("Called with each evaluation's time, when set.")
 
     def _update_fast(self) -> None:
         self._fast = (

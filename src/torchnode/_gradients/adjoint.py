@@ -227,9 +227,8 @@ def _first_steps(
     """
     n_out = len(problem.t)
     known = res.step_at_outputs
-    if not settings.spec.adaptive or "first_step" in settings.options:
-        return [None] * n_out
-    if len(known) != n_out:
+    explicit = "first_step" in settings.options
+    if not settings.spec.adaptive or explicit or len(known) != n_out:
         return [None] * n_out
     ratios = []
     for back, fwd in ((settings.rtol, problem.rtol), (settings.atol, problem.atol)):

@@ -167,13 +167,12 @@ class RKStepper:
         y0: torch.Tensor,
         f0: torch.Tensor,
         perturb: bool = False,
-        fresh: bool = False,
     ) -> StepResult:
         """Attempts the step from ``(t0, y0)`` to ``t1``; ``f0 = field(t0, y0)``.
 
         ``t1`` is passed rather than recomputed from ``t0 + dt`` so that a step
         clipped to an end point lands on it to the last bit, and no stage is
-        evaluated outside ``[t0, t1]``. ``fresh`` forces a new stage buffer.
+        evaluated outside ``[t0, t1]``.
 
         Without autograd the stages live in one of two persistent buffers, so
         the tensors in the result (``k``, and ``f1`` of an FSAL method) stay
@@ -181,7 +180,7 @@ class RKStepper:
         (:class:`~torchnode._driver.field.Field`) writes its outputs straight
         into them.
         """
-        buf = None if fresh else self._buffer(y0, f0)
+        buf = self._buffer(y0, f0)
         if buf is None:
             return self._step_recorded(field, t0, t1, y0, f0, perturb)
         # The loop of _step_recorded on the persistent buffer, its views made
