@@ -165,7 +165,7 @@ def test_finding_the_parameters_costs_no_field_evaluation(mode, method, options)
     assert calls[mode] == calls["direct"]
 
 
-def _mlp_adjoint(adjoint_options, adjoint_rtol=None, n_out=2):
+def _mlp_adjoint(adjoint_options, adjoint_rtol=None, n_out=2, adjoint_atol=None):
     torch.manual_seed(0)
     net = torch.nn.Sequential(
         torch.nn.Linear(4, 32), torch.nn.Tanh(), torch.nn.Linear(32, 4)
@@ -179,6 +179,7 @@ def _mlp_adjoint(adjoint_options, adjoint_rtol=None, n_out=2):
         atol=1e-8,
         gradient="adjoint",
         adjoint_rtol=adjoint_rtol,
+        adjoint_atol=adjoint_atol,
         adjoint_options=adjoint_options,
     )
     sol.ys.pow(2).sum().backward()
@@ -200,11 +201,25 @@ def test_backward_solve_starts_from_the_forward_step(n_out):
     torch.testing.assert_close(g_seeded, reference, rtol=1e-4, atol=1e-6)
 
 
-def test_backward_first_step_scales_with_a_looser_adjoint_tolerance():
+def test_backward_first_step_scales_with_a_looser_adjoint_tolerance(monkeypatch):
     # The forward step is scaled by (tol_back / tol_forward) ** (1 / 5) for
-    # dopri5, so a looser backward solve starts with a longer step.
-    loose, g_loose = _mlp_adjoint(None, adjoint_rtol=1e-3)
+    # dopri5 (the smaller of the rtol and atol ratios), so a backward solve
+    # 1000 times looser starts with a step 1000 ** (1 / 5) times longer.
+    from torchnode._gradients import adjoint
+
+    first_steps = []
+    original = adjoint._backward_problem
+
+    def spy(*args, **kwargs):
+        first_steps.append(args[5])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(adjoint, "_backward_problem", spy)
     tight, g_tight = _mlp_adjoint(None)
+    loose, g_loose = _mlp_adjoint(None, adjoint_rtol=1e-3, adjoint_atol=1e-5)
+    (h_tight, h_loose) = first_steps
+    assert h_tight is not None and h_tight > 0
+    assert h_loose / h_tight == pytest.approx(1000 ** (1 / 5), rel=1e-12)
     assert loose.nfe_backward < tight.nfe_backward
     torch.testing.assert_close(g_loose, g_tight, rtol=1e-2, atol=1e-4)
 
