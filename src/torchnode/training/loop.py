@@ -169,11 +169,10 @@ def evaluate_model(
             return {**scores, "metric": scores["mse"], "nfe_forward": nfe}
         n_test = len(data.x_test)
         lo, hi = 0, n_test
-        sharded = dist is not None and dist.world_size > 1
-        if sharded:
-            assert dist is not None
-            lo = n_test * dist.rank // dist.world_size
-            hi = n_test * (dist.rank + 1) // dist.world_size
+        shard = dist if dist is not None and dist.world_size > 1 else None
+        if shard is not None:
+            lo = n_test * shard.rank // shard.world_size
+            hi = n_test * (shard.rank + 1) // shard.world_size
         total, nfe_total, n_batches = 0.0, 0.0, 0.0
         preds = []
         with torch.no_grad():
@@ -184,11 +183,10 @@ def evaluate_model(
                 nfe_total += count_nfe(model)[0]
                 n_batches += 1
                 total += _batch_metric(task, out, y)
-                if task.kind == "classification" and not sharded:
+                if task.kind == "classification" and shard is None:
                     preds.append(out.argmax(1))
-        if sharded:
-            assert dist is not None
-            total, nfe_total, n_batches = dist.all_reduce_sum(
+        if shard is not None:
+            total, nfe_total, n_batches = shard.all_reduce_sum(
                 [total, nfe_total, n_batches]
             )
         metric = total / n_test
