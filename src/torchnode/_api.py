@@ -310,7 +310,8 @@ def odeint_adjoint(
     'seminorm'}`` leaves the parameter adjoint out of the error norm. Each
     backward interval starts with the forward solve's step at that time (scaled
     to the backward tolerances); ``adjoint_options={'first_step': None}`` picks
-    it by the initial-step heuristic instead.
+    it by the initial-step heuristic instead. A ``first_step`` in ``options``
+    is not carried over: it sizes the forward start at ``t[0]``.
 
     ``adjoint_params`` lists the tensors to differentiate. By default these are
     the parameters (and gradient-carrying buffers) of ``func`` when it is an

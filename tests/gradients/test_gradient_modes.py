@@ -230,6 +230,36 @@ def test_an_explicit_backward_first_step_is_kept():
     assert fixed.nfe_backward > seeded.nfe_backward
 
 
+def test_a_forward_first_step_is_not_carried_to_the_backward_solve(monkeypatch):
+    # The forward's first_step sizes its start at t0; the backward solve starts
+    # at T with the forward controller's step there, whatever began the forward.
+    from torchnode._gradients import adjoint
+
+    first_steps = []
+    original = adjoint._backward_problem
+
+    def spy(*args, **kwargs):
+        first_steps.append(args[5])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(adjoint, "_backward_problem", spy)
+    net = torch.nn.Linear(2, 2).double()
+    y0 = torch.tensor([[1.0, -0.5]], dtype=F64)
+    t = torch.tensor([0.0, 1.0], dtype=F64)
+    sol = torchnode.solve(
+        lambda t, y: torch.tanh(net(y)),
+        y0,
+        t,
+        rtol=1e-6,
+        atol=1e-8,
+        gradient="adjoint",
+        options={"first_step": 1e-7},
+    )
+    sol.ys[-1].sum().backward()
+    assert first_steps[0] is not None and first_steps[0] > 1e-3
+    assert sol.stats.n_steps_backward < sol.stats.n_steps
+
+
 def test_backward_full_norm_takes_each_parameter_tensor_on_its_own():
     # torchdiffeq's default adjoint norm: the largest RMS over y, a and every
     # parameter's piece of g, so a small tensor (a bias) is not averaged away

@@ -26,7 +26,8 @@ First step of each backward interval: the step the forward controller proposed
 at ``t_i``, scaled to the backward tolerances, instead of the initial-step
 heuristic (an evaluation per interval, and with the full norm a tiny step,
 since ``g`` starts at zero). ``{'first_step': h}`` in the backward options
-fixes it; ``{'first_step': None}`` asks for the heuristic.
+fixes it; ``{'first_step': None}`` asks for the heuristic. A ``first_step``
+among the forward options is not carried over to the backward solve.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ class AdjointSettings:
         if options is None:
             opts = dict(problem.options) if adj_spec.name == spec.name else {}
             opts.pop("norm", None)
+            # The forward's first step sizes its start at t0; the backward solve
+            # starts at the last output time, from the forward's step there.
+            opts.pop("first_step", None)
             # The backward field differentiates inside (a vector-Jacobian
             # product per call), which a compiled step cannot hold in one graph.
             opts.pop("compile", None)
