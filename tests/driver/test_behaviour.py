@@ -290,9 +290,23 @@ def test_nan_in_y0_raises_solver_error(method):
         torchnode.odeint(_decay, y0, T01, method=method, options=_options(method))
 
 
-@pytest.mark.skip(reason="needs a second device; this suite runs on CPU only")
-def test_t_on_another_device_is_rejected():
-    pass
+def test_finiteness_check_names_the_entry_and_survives_an_overflowing_sum():
+    from torchnode._driver.diagnose import describe_non_finite
+
+    big = torch.tensor([3e38, 3e38, 1.0])  # finite float32, sum overflows
+    assert describe_non_finite("y", big) is None
+    assert describe_non_finite("y", torch.tensor([1.0, -math.inf, 2.0])) == (
+        "y[1] = -inf"
+    )
+    assert describe_non_finite("y", torch.tensor([math.inf, -math.inf])) == (
+        "y[0] = inf"
+    )
+    assert describe_non_finite("y", torch.tensor([0.0, 1.0, math.nan])) == (
+        "y[2] = nan"
+    )
+    # A solve through such a state is not mistaken for a blow-up.
+    out = torchnode.odeint(lambda t, y: torch.zeros_like(y), big, T01.float())
+    assert torch.equal(out[-1], big)
 
 
 # --- failures ----------------------------------------------------------------

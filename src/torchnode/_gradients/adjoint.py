@@ -142,22 +142,28 @@ class _Augmented:
 
     def __call__(self, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         n = self.n
-        a = z[n : 2 * n]
         with torch.enable_grad():
             y = z[:n].detach().requires_grad_()
             f = self.layout.flatten(self.func(t, self.layout.unflatten(y)), self.work)
+            # Products with -a come out negated: one pass over a instead of
+            # one over every piece.
             vjps = torch.autograd.grad(
-                f, (y, *self.params), a, allow_unused=True, retain_graph=self.retain
+                f,
+                (y, *self.params),
+                -z[n : 2 * n],
+                allow_unused=True,
+                retain_graph=self.retain,
             )
-        pieces = [f.detach(), _neg(vjps[0], y)]
+        pieces = [f.detach(), _or_zeros(vjps[0], y)]
         pieces += [
-            _neg(g, p).reshape(-1).to(self.work) for g, p in zip(vjps[1:], self.params)
+            _or_zeros(g, p).reshape(-1).to(self.work)
+            for g, p in zip(vjps[1:], self.params)
         ]
         return torch.cat(pieces)
 
 
-def _neg(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    return torch.zeros_like(like) if g is None else -g
+def _or_zeros(g: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(like) if g is None else g
 
 
 def _norm(
