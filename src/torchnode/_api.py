@@ -13,7 +13,7 @@ from ._driver.adaptive import RunResult
 from ._driver.methods import MethodSpec, resolve_method, run_problem
 from ._driver.problem import Problem, check_method_options, normalize
 from ._driver.solution import Solution
-from ._gradients.time_grad import attach_time_gradients
+from ._gradients.time_grad import run_with_time_gradients
 from ._numerics.tableau import ButcherTableau
 
 __all__ = ["odeint", "odeint_adjoint", "solve"]
@@ -55,11 +55,7 @@ def _direct(spec: MethodSpec, problem: Problem, dense: bool, event_hook=None):
         holder["res"] = res
         return torch.stack(res.ys)
 
-    t = problem.t_tensor
-    if t.requires_grad:
-        ys = attach_time_gradients(problem, run)
-    else:
-        ys = run(problem.y0)
+    ys = run_with_time_gradients(problem, run, holder)
     return ys, holder["res"]
 
 

@@ -42,6 +42,28 @@ def test_gradcheck_wrt_y0_parameter_and_times(mode):
     )
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_time_gradients_share_the_start_evaluation_and_are_counted(mode):
+    seen = []
+
+    def decay(t, y):
+        seen.append(float(t))
+        return -y
+
+    t = torch.tensor([0.0, 0.5, 1.0], dtype=F64, requires_grad=True)
+    y0 = torch.tensor([1.0], dtype=F64, requires_grad=True)
+    sol = torchnode.solve(decay, y0, t, gradient=mode, rtol=1e-9, atol=1e-11)
+    assert sol.stats.nfe == len(seen)
+    # f(t0, y0) serves the solve and both time terms; direct mode differentiates
+    # the solve's own evaluation, so the time terms make one without a graph.
+    assert seen.count(0.0) == (2 if mode == "direct" else 1)
+    sol.ys.sum().backward()
+    # L = sum_i y0 exp(-(t_i - t0)): dL/dt_i = -y(t_i), dL/dt0 = y(0.5) + y(1).
+    e = torch.exp(-torch.tensor([0.5, 1.0], dtype=F64))
+    expected = torch.stack([e.sum(), -e[0], -e[1]])
+    torch.testing.assert_close(t.grad, expected, rtol=1e-7, atol=1e-9)
+
+
 @pytest.mark.parametrize("method", ["dopri5", "tsit5", "bosh3"])
 def test_checkpoint_gradient_equals_direct_on_an_adaptive_solve(method):
     grads = {}

@@ -369,7 +369,7 @@ def solve_adjoint(
     spec: MethodSpec, problem: Problem, settings: AdjointSettings, *, dense: bool
 ):
     """Solves with adjoint gradients; returns flat outputs and the run."""
-    from .time_grad import attach_time_gradients
+    from .time_grad import run_with_time_gradients
 
     params, f0 = collect_params(problem, settings.params, "adjoint")
     problem = dataclasses.replace(problem, f0=f0)
@@ -378,8 +378,5 @@ def solve_adjoint(
     def run(y0: torch.Tensor) -> torch.Tensor:
         return _Adjoint.apply(spec, problem, settings, holder, y0, *params)
 
-    if problem.t_tensor.requires_grad:
-        ys = attach_time_gradients(problem, run)
-    else:
-        ys = run(problem.y0)
+    ys = run_with_time_gradients(problem, run, holder)
     return ys, holder["res"]

@@ -98,7 +98,7 @@ class _Checkpoint(torch.autograd.Function):
 
 def solve_checkpoint(spec: MethodSpec, problem: Problem, *, dense: bool = False):
     """Solves with checkpointed gradients; returns flat outputs and the run."""
-    from .time_grad import attach_time_gradients
+    from .time_grad import run_with_time_gradients
 
     params, f0 = collect_params(problem, None, "checkpoint")
     problem = dataclasses.replace(problem, f0=f0)
@@ -107,9 +107,5 @@ def solve_checkpoint(spec: MethodSpec, problem: Problem, *, dense: bool = False)
     def run(y0: torch.Tensor) -> torch.Tensor:
         return _Checkpoint.apply(spec, problem, holder, y0, *params)
 
-    t = problem.t_tensor
-    if t.requires_grad:
-        ys = attach_time_gradients(problem, run)
-    else:
-        ys = run(problem.y0)
+    ys = run_with_time_gradients(problem, run, holder)
     return ys, holder["res"]

@@ -21,7 +21,7 @@ import torch
 
 from .._driver.problem import Problem
 
-__all__ = ["attach_time_gradients"]
+__all__ = ["run_with_time_gradients"]
 
 
 def _inner(g: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
@@ -59,19 +59,24 @@ class _TimeAtOutputs(torch.autograd.Function):
         return g, gt.to(ctx.t_dtype), None
 
 
-def attach_time_gradients(
-    problem: Problem, solve: Callable[[torch.Tensor], torch.Tensor]
+def run_with_time_gradients(
+    problem: Problem, solve: Callable[[torch.Tensor], torch.Tensor], holder: dict
 ) -> torch.Tensor:
-    """Runs ``solve(y0) -> ys [T, N]`` so that ``problem.t_tensor`` gets its
-    gradient.
+    """Runs ``solve(y0) -> ys [T, N]``, and when ``problem.t_tensor`` requires
+    grad attaches its gradient.
 
     Args:
-        problem: the normalised problem; ``t_tensor`` requires grad.
-        solve: the solve in whatever gradient mode, from a flat initial state.
+        problem: the normalised problem.
+        solve: the solve in whatever gradient mode, from a flat initial state;
+            it leaves its :class:`RunResult` in ``holder['res']``.
+        holder: where ``solve`` leaves its run.
 
-    Costs ``len(t) + 1`` evaluations of the field, counted in the forward NFE
-    (``len(t)`` when ``problem.f0`` holds the one at the start already).
+    The time gradients cost ``len(t)`` evaluations of the field (``len(t) - 1``
+    when ``problem.f0`` holds the one at the start already; it serves both
+    terms, the first output being ``y0``), counted in the run's forward NFE.
     """
+    if not problem.t_tensor.requires_grad:
+        return solve(problem.y0)
     y0, t = problem.y0, problem.t_tensor
     field = problem.field
 
@@ -83,5 +88,7 @@ def attach_time_gradients(
     y0_in = _TimeAtStart.apply(y0, t[0], f0)
     ys = solve(y0_in)
     with torch.no_grad():
-        fs = torch.stack([field_at(t[i], ys[i].detach()) for i in range(len(t))])
+        rest = [field_at(t[i], ys[i].detach()) for i in range(1, len(t))]
+        fs = torch.stack([f0, *rest])
+    holder["res"].stats.nfe = field.nfe
     return _TimeAtOutputs.apply(ys, t, fs)
