@@ -223,20 +223,26 @@ def test_backward_solve_starts_from_the_forward_step(n_out):
     torch.testing.assert_close(g_seeded, reference, rtol=1e-4, atol=1e-6)
 
 
-def test_backward_first_step_scales_with_a_looser_adjoint_tolerance(monkeypatch):
-    # The forward step is scaled by (tol_back / tol_forward) ** (1 / 5) for
-    # dopri5 (the smaller of the rtol and atol ratios), so a backward solve
-    # 1000 times looser starts with a step 1000 ** (1 / 5) times longer.
+@pytest.fixture
+def first_steps(monkeypatch) -> list:
+    """The first step each backward interval is given (None: the heuristic)."""
     from torchnode._gradients import adjoint
 
-    first_steps = []
+    seen: list = []
     original = adjoint._backward_problem
 
     def spy(*args, **kwargs):
-        first_steps.append(args[5])
+        seen.append(args[5])
         return original(*args, **kwargs)
 
     monkeypatch.setattr(adjoint, "_backward_problem", spy)
+    return seen
+
+
+def test_backward_first_step_scales_with_a_looser_adjoint_tolerance(first_steps):
+    # The forward step is scaled by (tol_back / tol_forward) ** (1 / 5) for
+    # dopri5 (the smaller of the rtol and atol ratios), so a backward solve
+    # 1000 times looser starts with a step 1000 ** (1 / 5) times longer.
     tight, g_tight = _mlp_adjoint(None)
     loose, g_loose = _mlp_adjoint(None, adjoint_rtol=1e-3, adjoint_atol=1e-5)
     (h_tight, h_loose) = first_steps
@@ -252,19 +258,9 @@ def test_an_explicit_backward_first_step_is_kept():
     assert fixed.nfe_backward > seeded.nfe_backward
 
 
-def test_a_forward_first_step_is_not_carried_to_the_backward_solve(monkeypatch):
+def test_a_forward_first_step_is_not_carried_to_the_backward_solve(first_steps):
     # The forward's first_step sizes its start at t0; the backward solve starts
     # at T with the forward controller's step there, whatever began the forward.
-    from torchnode._gradients import adjoint
-
-    first_steps = []
-    original = adjoint._backward_problem
-
-    def spy(*args, **kwargs):
-        first_steps.append(args[5])
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(adjoint, "_backward_problem", spy)
     net = torch.nn.Linear(2, 2).double()
     y0 = torch.tensor([[1.0, -0.5]], dtype=F64)
     t = torch.tensor([0.0, 1.0], dtype=F64)
