@@ -296,6 +296,9 @@ def odeint_with_event(
     t_tensor = problem.t_tensor
     direct = gradient == "direct" or not torch.is_grad_enabled()
     y_start = problem.y0
+    # The first output is y0 itself, which does not move with t0: it bypasses
+    # the start-time node, whose term belongs to what the solve carries on.
+    y_first = y_start
     if direct and t_tensor.requires_grad:
         from ._gradients.time_grad import _TimeAtStart
 
@@ -313,7 +316,7 @@ def odeint_with_event(
     assert t_event is not None and search.y_event is not None
     event_t = torch.tensor(t_event, dtype=t_tensor.dtype, device=t_tensor.device)
     if direct:
-        ys = torch.stack([y_start, search.y_event])
+        ys = torch.stack([y_first, search.y_event])
         return event_t, problem.layout.unflatten_batch(ys)
     # Re-solve to the event time in the requested gradient mode.
     t_pair = torch.cat([t_tensor[:1], event_t.reshape(1)])

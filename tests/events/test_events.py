@@ -123,6 +123,38 @@ def test_bouncing_ball_fall_time_and_gradient():
     assert abs(_f(dv) + math.sqrt(9.81 / (2 * 2.0))) < 1e-9
 
 
+@pytest.mark.parametrize(
+    "interface", [torchnode.odeint, torchnode.odeint_adjoint], ids=["direct", "adj"]
+)
+def test_start_time_gradient_with_the_start_among_the_outputs(interface):
+    # ys[0] is y0 and does not move with t0; only what the solve carries does.
+    def field(t, y):
+        return torch.stack([y[1], -1.3 * y[0] + 0.1 * t])
+
+    y0 = torch.tensor([1.0, 0.1], dtype=F64)
+
+    def loss(t0):
+        kw = {"adjoint_params": ()} if interface is torchnode.odeint_adjoint else {}
+        event_t, ys = torchnode.odeint_event(
+            field,
+            y0,
+            t0,
+            event_fn=lambda t, y: y[0] - 0.2,
+            odeint_interface=interface,
+            rtol=1e-12,
+            atol=1e-12,
+            **kw,
+        )
+        return ys[0].sum() + ys[-1, 1] + event_t
+
+    t0 = torch.tensor(0.3, dtype=F64, requires_grad=True)
+    (got,) = torch.autograd.grad(loss(t0), t0)
+    h = 1e-5
+    with torch.no_grad():
+        fd = (loss(t0 + h) - loss(t0 - h)) / (2 * h)
+    assert abs(_f(got) - _f(fd)) < 1e-7
+
+
 @pytest.mark.parametrize("gradient", ["direct", "adjoint", "checkpoint"])
 def test_state_gradient_every_mode(gradient):
     from torchnode._events import odeint_with_event

@@ -58,6 +58,12 @@ def test_time_gradients_share_the_start_evaluation_and_are_counted(mode):
     # the solve's own evaluation, so the time terms make one without a graph.
     assert seen.count(0.0) == (2 if mode == "direct" else 1)
     sol.ys.sum().backward()
+    with torch.no_grad():
+        # No graph, no time gradients: no evaluations spent on them.
+        n_plain = len(seen)
+        torchnode.solve(decay, y0, t, gradient=mode, rtol=1e-9, atol=1e-11)
+        time_terms = len(t) if mode == "direct" else len(t) - 1
+        assert len(seen) - n_plain == sol.stats.nfe - time_terms
     # L = sum_i y0 exp(-(t_i - t0)): dL/dt_i = -y(t_i), dL/dt0 = y(0.5) + y(1).
     e = torch.exp(-torch.tensor([0.5, 1.0], dtype=F64))
     expected = torch.stack([e.sum(), -e[0], -e[1]])
@@ -297,11 +303,16 @@ def test_backward_full_norm_takes_each_parameter_tensor_on_its_own():
     assert float(_norm(settings, layout, params)(ratio)) == pytest.approx(3 / 2**0.5)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "mode", [*MODES, "adjoint_params"], ids=[*MODES, "adjoint-explicit"]
+)
 def test_closure_over_a_tensor_computed_from_a_parameter(mode):
     # The field reaches w only through the caller's graph of A, which every
-    # step's backward product goes through.
+    # step's backward product goes through, whether w is found by walking the
+    # graph or listed in adjoint_params.
     w = torch.tensor([0.7, -0.2], dtype=F64, requires_grad=True)
+    listed = {"adjoint_params": [w]} if mode == "adjoint_params" else {}
+    mode = "adjoint" if listed else mode
     a = torch.outer(w, w) - torch.eye(2, dtype=F64)
     y0 = torch.tensor([1.0, 0.3], dtype=F64)
     t = torch.tensor([0.0, 0.5, 2.0], dtype=F64)
@@ -314,6 +325,7 @@ def test_closure_over_a_tensor_computed_from_a_parameter(mode):
         gradient=mode,
         adjoint_rtol=1e-10,
         adjoint_atol=1e-12,
+        **listed,
     ).ys
     (got,) = torch.autograd.grad((ys[1:] ** 2).sum(), w)
     w2 = w.detach().requires_grad_()

@@ -20,7 +20,9 @@ class Stats:
         n_accepted: accepted steps.
         n_rejected: rejected steps.
         nfe_backward: evaluations of the vector field in the backward pass (0
-            until ``backward()`` has run through the solve).
+            until ``backward()`` has run through the solve). Not counted: the
+            Jacobians that the implicit methods' gradients evaluate in direct
+            mode (one per stage of each step).
         n_steps_backward: steps of the backward pass (adjoint solve, or steps
             recomputed by the checkpoint mode).
         n_jac: Jacobians ``df/dy`` evaluated (implicit and Rosenbrock methods).

@@ -33,13 +33,18 @@ def _describe(x: torch.Tensor) -> str:
     return f"tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
 
 
-def _unlisted_leaves(
-    out: torch.Tensor, known: Sequence[torch.Tensor]
-) -> list[torch.Tensor]:
-    """Leaf tensors requiring grad that ``out`` depends on beyond ``known``."""
+def _walk(
+    out: torch.Tensor, known: Sequence[torch.Tensor], first_node: int
+) -> tuple[list[torch.Tensor], bool]:
+    """Leaf tensors requiring grad that ``out`` depends on beyond ``known``,
+    and whether its graph reaches nodes made before the evaluation (whose
+    sequence numbers are below ``first_node``): a caller's graph, such as a
+    tensor computed from a parameter outside the field, which each backward
+    product must leave intact."""
     leaf_ids = {id(x) for x in known if x.grad_fn is None}
     stop_nodes = {id(x.grad_fn) for x in known if x.grad_fn is not None}
     found: list[torch.Tensor] = []
+    shared = False
     seen: set[int] = set()
     stack = [out.grad_fn]
     while stack:
@@ -53,8 +58,9 @@ def _unlisted_leaves(
                 leaf_ids.add(id(variable))
                 found.append(variable)
             continue
+        shared = shared or node._sequence_nr() < first_node
         stack.extend(fn for fn, _ in node.next_functions)
-    return found
+    return found, shared
 
 
 def collect_params(
@@ -88,11 +94,22 @@ def collect_params(
         return base, None
     y = problem.y0.detach().requires_grad_()
     with torch.enable_grad():
+        # Autograd numbers its nodes in order of creation: this one's number
+        # tells the evaluation's own nodes from those of a graph made before.
+        marker = y.view_as(y).grad_fn
+        assert marker is not None  # y requires grad
+        first_node = marker._sequence_nr()
         out = problem.field(problem.t[0], y)
     f0 = out.detach()
     if out.grad_fn is None:
         return base, f0
-    extra = _unlisted_leaves(out, [y, *base])
+    extra, shared = _walk(out, [y, *base], first_node)
+    if shared or extra:
+        # Products in the backward pass may go through the caller's graph and
+        # must not free it (tensors found only by the walk are counted in:
+        # numbering is per thread, so a graph built on another one may not
+        # show as older).
+        problem.field.captured_through_graph = True
     if not extra:
         return base, f0
     names = ", ".join(_describe(x) for x in extra)
@@ -104,9 +121,6 @@ def collect_params(
             UserWarning,
         )
         return base, f0
-    # Reached by walking the graph: the products in the backward pass go
-    # through the caller's graph and must not free it.
-    problem.field.captured_through_graph = True
     return base + extra, f0
 
 

@@ -63,7 +63,7 @@ def run_with_time_gradients(
     problem: Problem, solve: Callable[[torch.Tensor], torch.Tensor], holder: dict
 ) -> torch.Tensor:
     """Runs ``solve(y0) -> ys [T, N]``, and when ``problem.t_tensor`` requires
-    grad attaches its gradient.
+    grad (and autograd is on) attaches its gradient.
 
     Args:
         problem: the normalised problem.
@@ -75,7 +75,7 @@ def run_with_time_gradients(
     when ``problem.f0`` holds the one at the start already; it serves both
     terms, the first output being ``y0``), counted in the run's forward NFE.
     """
-    if not problem.t_tensor.requires_grad:
+    if not (problem.t_tensor.requires_grad and torch.is_grad_enabled()):
         return solve(problem.y0)
     y0, t = problem.y0, problem.t_tensor
     field = problem.field
