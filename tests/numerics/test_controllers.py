@@ -37,8 +37,10 @@ def test_no_growth_on_the_first_acceptance_after_a_rejection():
 
 
 def test_a_step_cut_short_by_step_t_keeps_the_proposal_it_cut():
-    # A smooth oscillator: each grid point the steps must land on costs at
-    # most the one extra step that reaches it, and no regrowth afterwards.
+    # A smooth oscillator, 20 stops about ten steps apart: each costs at most
+    # the step cut short to reach it, and no regrowth afterwards. Restarting
+    # from the cut step's own proposal costs 19 extra steps here; keeping the
+    # proposal it cut, 13.
     def f(t, y):
         return torch.stack([y[1], -y[0]])
 
@@ -47,5 +49,5 @@ def test_a_step_cut_short_by_step_t_keeps_the_proposal_it_cut():
     plain = torchnode.solve(f, y0, t, rtol=1e-8, atol=1e-8)
     stops = torch.linspace(0.5, 19.5, 20, dtype=F64) + 0.0123
     cut = torchnode.solve(f, y0, t, rtol=1e-8, atol=1e-8, options={"step_t": stops})
-    assert cut.stats.n_steps <= plain.stats.n_steps + len(stops)
+    assert cut.stats.n_steps - plain.stats.n_steps <= 0.7 * len(stops)
     torch.testing.assert_close(cut.ys[-1], plain.ys[-1], rtol=0, atol=1e-7)
