@@ -220,8 +220,7 @@ def integrate_fixed(
                 w = (t_out - t0) / (t1 - t0)
                 ys.append(torch.lerp(y, y1, w))
             else:
-                if f is None:
-                    f = field(t0, y, nudge)
+                assert f is not None  # set by the step or the chunk (carry_f)
                 if f1 is None:
                     f1 = field(t1, y1, -nudge)
                 ys.append(_hermite(y, y1, f, f1, t0, t1, t_out))

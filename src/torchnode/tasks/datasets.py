@@ -274,7 +274,7 @@ def _find_fashion_file(root: Path, name: str) -> Path | None:
 
 
 def load_fashion_mnist(
-    root: str | os.PathLike[str] = FASHION_MNIST_ROOT,
+    root: str | os.PathLike[str] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fashion-MNIST (Xiao et al. 2017) read from local IDX files.
 
@@ -285,7 +285,8 @@ def load_fashion_mnist(
     ``.gz``) are accepted too. Nothing is downloaded.
 
     Args:
-        root: folder holding the four files.
+        root: folder holding the four files; :data:`FASHION_MNIST_ROOT` (read
+            at call time) by default.
 
     Returns:
         x_train: float32 tensor ``[60000, 1, 28, 28]``, pixel intensities divided
@@ -301,7 +302,7 @@ def load_fashion_mnist(
         ValueError: if a file is malformed (see :func:`read_idx`), holds the
             wrong kind of array, or images and labels disagree in number.
     """
-    root = Path(root)
+    root = Path(FASHION_MNIST_ROOT if root is None else root)
     found = {
         key: _find_fashion_file(root, name) for key, name in FASHION_MNIST_FILES.items()
     }

@@ -74,9 +74,7 @@ def _load_digits(seed: int) -> TaskData:
 
 
 def _load_fashion(seed: int) -> TaskData:
-    # Read at call time, so that the location can be redirected.
-    root = datasets.FASHION_MNIST_ROOT
-    x_train, y_train, x_test, y_test = datasets.load_fashion_mnist(root)
+    x_train, y_train, x_test, y_test = datasets.load_fashion_mnist()
     classes = [
         "T-shirt",
         "Trouser",
